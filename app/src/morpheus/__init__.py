@@ -1,0 +1,3 @@
+"""Morpheus turns novels into comics."""
+
+__version__ = "0.1.0"
