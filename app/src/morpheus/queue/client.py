@@ -1,0 +1,121 @@
+"""Producer side of the comic queue: enqueue, retry, cancel, counts and live workers.
+
+Every function opens its own short-lived BullMQ ``Queue`` (one Redis connection), bounds
+the whole call with :data:`~morpheus.queue.connection.CALL_TIMEOUT_SECONDS` and closes the
+connection again, so callers (API routes through their services, the CLI, tests) need no
+setup or teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as redis
+from bullmq import Queue
+
+from morpheus.queue.connection import (
+    CALL_TIMEOUT_SECONDS,
+    CLIENT_SOCKET_TIMEOUT_SECONDS,
+    COMIC_JOB_NAME,
+    heartbeat_pattern,
+    job_options,
+    queue_options,
+    redis_url_with_timeouts,
+)
+from morpheus.settings import Settings
+
+# The states reported by queue_counts (BullMQ's names, "wait" spelt "waiting").
+COUNTED_STATES = ("waiting", "active", "delayed", "failed", "completed")
+
+
+@asynccontextmanager
+async def open_queue(settings: Settings) -> AsyncIterator[Queue]:
+    """A BullMQ ``Queue`` for the comic queue, closed on exit; the body is time-bounded."""
+    queue = Queue(settings.queue_name, queue_options(settings))
+    try:
+        async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+            yield queue
+    finally:
+        await queue.close()
+
+
+async def enqueue_comic(settings: Settings, comic_id: str) -> str:
+    """Queue the comic job for ``comic_id``; the job id is the comic id.
+
+    Enqueueing a comic that already has a job (waiting, active, delayed, or finished and
+    still kept) adds nothing: BullMQ ignores a second job with the same id.
+    """
+    comic_id = str(comic_id)
+    async with open_queue(settings) as queue:
+        job = await queue.add(
+            COMIC_JOB_NAME, {"comic_id": comic_id}, job_options(settings, comic_id)
+        )
+        return str(job.id)
+
+
+async def retry_comic(settings: Settings, comic_id: str) -> str:
+    """Run a failed (or finished) comic again; return what was done.
+
+    ``"retried"``: the kept failed/completed job went back to ``wait`` with its attempts
+    reset; ``"enqueued"``: no job was kept, a new one was added; ``"already-queued"``: the
+    job is still waiting, delayed or active, nothing to do.
+    """
+    comic_id = str(comic_id)
+    async with open_queue(settings) as queue:
+        job = await queue.getJob(comic_id)
+        if job is None:
+            await queue.add(COMIC_JOB_NAME, {"comic_id": comic_id}, job_options(settings, comic_id))
+            return "enqueued"
+        state = await job.getState()
+        if state in ("failed", "completed"):
+            await job.retry(state, {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+            return "retried"
+        return "already-queued"
+
+
+async def cancel_comic(settings: Settings, comic_id: str) -> bool:
+    """Remove the comic's job if no worker holds it (waiting, delayed, failed, completed).
+
+    Returns True when a job was removed. An active job is locked by its worker and stays:
+    the worker sees the cancelled status in PostgreSQL (``repository.cancel_comic``) at its
+    next step and stops.
+    """
+    async with open_queue(settings) as queue:
+        removed = await queue.remove(str(comic_id))
+        return bool(removed) and removed > 0
+
+
+async def job_state(settings: Settings, comic_id: str) -> str:
+    """BullMQ's state of the comic's job (``waiting``, ``active``, ..., ``unknown``)."""
+    async with open_queue(settings) as queue:
+        return str(await queue.getJobState(str(comic_id)))
+
+
+async def queue_counts(settings: Settings) -> dict[str, int]:
+    """Number of jobs per state: waiting, active, delayed, failed, completed."""
+    async with open_queue(settings) as queue:
+        counts = await queue.getJobCounts(*COUNTED_STATES)
+        return {state: int(counts.get(state, 0)) for state in COUNTED_STATES}
+
+
+async def live_workers(settings: Settings) -> list[dict[str, Any]]:
+    """The workers whose heartbeat has not expired, oldest first.
+
+    Each entry is the worker's own heartbeat document: ``id``, ``hostname``, ``pid``,
+    ``concurrency``, ``active`` (job ids), ``processed``, ``failed``, ``started_at``,
+    ``seen_at``, ``release_id``.
+    """
+    url = redis_url_with_timeouts(settings.redis_url, CLIENT_SOCKET_TIMEOUT_SECONDS)
+    client = redis.from_url(url, decode_responses=True)
+    try:
+        async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+            keys = [key async for key in client.scan_iter(match=heartbeat_pattern(settings))]
+            values = await client.mget(keys) if keys else []
+    finally:
+        await client.aclose()
+    workers = [json.loads(value) for value in values if value]
+    return sorted(workers, key=lambda worker: worker.get("started_at", ""))

@@ -1,0 +1,1 @@
+"""The queue worker: the BullMQ worker runtime and the comic job it runs."""

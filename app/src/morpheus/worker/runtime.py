@@ -1,0 +1,269 @@
+"""The worker process: a BullMQ worker with timeouts, a SIGTERM drain, retries and metrics.
+
+What BullMQ's Python port does by itself: fetch jobs, keep their locks alive, put back the
+jobs of dead workers (stalled check), retry failed attempts with exponential backoff. What
+this runtime adds:
+
+- each attempt runs under ``asyncio.timeout(job_timeout_seconds)``; on expiry the attempt
+  fails with :class:`JobTimeoutError` and BullMQ's retry/backoff takes over;
+- on the last attempt (or a permanent error) the failure is recorded in PostgreSQL through
+  the job handler before BullMQ moves the job to ``failed``;
+- SIGTERM/SIGINT: stop taking jobs, let in-flight jobs finish for ``shutdown_grace_seconds``;
+  past that (or on a second signal) cancel them and move them back to ``wait``
+  (:mod:`morpheus.worker.requeue`), then exit 0;
+- a heartbeat key per worker, queue gauges refreshed as it beats, and a ``/metrics`` port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from bullmq import Job, Worker
+from bullmq.custom_errors import DelayedError, UnrecoverableError
+from prometheus_client import start_http_server
+
+from morpheus.logging import configure_logging
+from morpheus.queue.connection import (
+    BULLMQ_PREFIX,
+    WORKER_SOCKET_TIMEOUT_SECONDS,
+    redis_url_with_timeouts,
+)
+from morpheus.queue.metrics import refresh_queue_gauges
+from morpheus.settings import Settings
+from morpheus.worker.heartbeat import Heartbeat
+from morpheus.worker.metrics import JOB_ATTEMPTS
+from morpheus.worker.requeue import move_active_to_wait
+
+log = structlog.stdlib.get_logger("morpheus.worker")
+
+# Pause of BullMQ's fetch loop after a Redis connection error (its default is 15 s).
+RUN_RETRY_DELAY_MS = 1000
+
+
+class JobTimeoutError(Exception):
+    """An attempt ran longer than ``job_timeout_seconds``."""
+
+
+class JobHandler(Protocol):
+    """What the runtime runs: one attempt of a job, and the record of its final failure."""
+
+    async def run(self, comic_id: str) -> str:
+        """Run one attempt; return a short outcome word. Raise UnrecoverableError to stop."""
+        ...
+
+    async def fail(self, comic_id: str, error: str) -> None:
+        """Record that the job failed for good."""
+        ...
+
+
+def worker_options(settings: Settings, name: str) -> dict[str, Any]:
+    """BullMQ worker options from settings."""
+    return {
+        "connection": redis_url_with_timeouts(settings.redis_url, WORKER_SOCKET_TIMEOUT_SECONDS),
+        "prefix": BULLMQ_PREFIX,
+        "name": name,
+        "autorun": False,
+        "concurrency": settings.worker_concurrency,
+        "lockDuration": round(settings.worker_lock_seconds * 1000),
+        "stalledInterval": round(settings.worker_stalled_interval_seconds * 1000),
+        "maxStalledCount": settings.worker_max_stalled_count,
+        "runRetryDelay": RUN_RETRY_DELAY_MS,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class WorkerRuntime:
+    """One BullMQ worker of the comic queue and everything around it."""
+
+    def __init__(self, settings: Settings, handler: JobHandler) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = _now()
+        self.worker: Worker | None = None
+        self.draining = False
+        self.processed = 0
+        self.failed = 0
+        self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._requeue: set[str] = set()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._log = log.bind(queue=settings.queue_name, pid=self.pid)
+
+    # --- signals ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """First call: drain. A second call: stop waiting for in-flight jobs."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+
+    # --- the heartbeat document ---------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        assert self.worker is not None
+        return {
+            "id": self.worker.id,
+            "name": self.worker.workerName,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queue": self.settings.queue_name,
+            "concurrency": self.settings.worker_concurrency,
+            "active": sorted(self._inflight),
+            "processed": self.processed,
+            "failed": self.failed,
+            "draining": self.draining,
+            "release_id": self.settings.release_id,
+            "started_at": self.started_at,
+            "seen_at": _now(),
+        }
+
+    # --- one job ------------------------------------------------------------------------------
+    async def _attempt(self, comic_id: str) -> str:
+        timeout = self.settings.job_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                return await self.handler.run(comic_id)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise JobTimeoutError(f"comic job timed out after {timeout:g} s") from exc
+            raise
+
+    async def process(self, job: Job, token: str) -> str:
+        """BullMQ processor: one attempt of a comic job."""
+        assert self.worker is not None
+        comic_id = str((job.data or {}).get("comic_id") or job.id)
+        attempt = job.attemptsMade + 1
+        attempts = int(job.opts.get("attempts") or 1)
+        jlog = self._log.bind(comic_id=comic_id, attempt=attempt, attempts=attempts)
+        jlog.info("job started")
+        task = asyncio.ensure_future(self._attempt(comic_id))
+        self._inflight[str(job.id)] = task
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            if str(job.id) not in self._requeue:
+                raise
+            await move_active_to_wait(self.worker, job, token)
+            JOB_ATTEMPTS.labels(outcome="requeued").inc()
+            jlog.warning("job moved back to the queue", reason="shutdown grace period over")
+            # DelayedError tells BullMQ the job was moved by us: no complete, no fail.
+            raise DelayedError("moved back to wait") from None
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            final = attempt >= attempts or isinstance(exc, UnrecoverableError)
+            timed_out = isinstance(exc, JobTimeoutError)
+            if final:
+                self.failed += 1
+                JOB_ATTEMPTS.labels(outcome="failed").inc()
+                jlog.error("job failed", error=error, timed_out=timed_out, exc_info=exc)
+                await self.handler.fail(comic_id, error)
+            else:
+                JOB_ATTEMPTS.labels(outcome="timeout" if timed_out else "retry").inc()
+                jlog.warning("attempt failed, will retry", error=error, timed_out=timed_out)
+            raise
+        finally:
+            self._inflight.pop(str(job.id), None)
+            self._requeue.discard(str(job.id))
+        self.processed += 1
+        JOB_ATTEMPTS.labels(outcome=outcome).inc()
+        jlog.info("job finished", outcome=outcome)
+        return outcome
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Run until asked to stop, then drain. Returns after a clean drain."""
+        name = f"{self.hostname}:{self.pid}"
+        self.worker = Worker(
+            self.settings.queue_name, self.process, worker_options(self.settings, name)
+        )
+        self.worker.on("error", lambda err, *_: self._log.warning("queue error", error=str(err)))
+        heartbeat = Heartbeat(
+            self.settings, self.worker.id, self.describe, self.settings.worker_heartbeat_seconds
+        )
+        gauges = asyncio.ensure_future(self._refresh_gauges())
+        run_task = asyncio.ensure_future(self.worker.run())
+        heartbeat.start()
+        self._log.info(
+            "worker started",
+            worker_id=self.worker.id,
+            concurrency=self.settings.worker_concurrency,
+        )
+        try:
+            stop_task = asyncio.ensure_future(self._stop.wait())
+            done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            if run_task in done:
+                run_task.result()  # raises what ended the loop
+                raise RuntimeError("the BullMQ worker loop ended without being asked to")
+            await self._drain(run_task)
+        finally:
+            gauges.cancel()
+            await asyncio.gather(gauges, return_exceptions=True)
+            await heartbeat.stop()
+        self._log.info("worker stopped", processed=self.processed, failed=self.failed)
+
+    async def _drain(self, run_task: asyncio.Future[None]) -> None:
+        assert self.worker is not None
+        grace = self.settings.shutdown_grace_seconds
+        self.draining = True
+        self._log.info("draining", in_flight=sorted(self._inflight), grace_seconds=grace)
+        close_task = asyncio.ensure_future(self.worker.close())
+        force_task = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait(
+            {close_task, force_task}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+        )
+        force_task.cancel()
+        if not close_task.done():
+            self._log.warning("grace period over", requeue=sorted(self._inflight))
+            self._requeue.update(self._inflight)
+            for task in list(self._inflight.values()):
+                task.cancel()
+        await close_task
+        await asyncio.gather(run_task, return_exceptions=True)
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            try:
+                await refresh_queue_gauges(self.settings)
+            except Exception as exc:
+                self._log.warning("queue gauges not refreshed", error=str(exc))
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+
+
+def start_metrics_server(settings: Settings) -> None:
+    """Serve ``/metrics`` on ``worker_metrics_port`` (0: off)."""
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+
+
+async def run_worker(settings: Settings, handler: JobHandler | None = None) -> None:
+    """Run a worker in the current event loop until SIGTERM/SIGINT, then drain."""
+    if handler is None:
+        from morpheus.worker.comic_job import ComicJob
+
+        handler = ComicJob(settings)
+    runtime = WorkerRuntime(settings, handler)
+    runtime.install_signal_handlers()
+    await runtime.serve()
+
+
+def main(settings: Settings) -> int:
+    """Entry point of ``morpheus worker``: returns the exit code (0 after a clean drain)."""
+    configure_logging(settings.log_level)
+    start_metrics_server(settings)
+    asyncio.run(run_worker(settings))
+    return 0
