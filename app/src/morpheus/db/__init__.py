@@ -1,0 +1,27 @@
+"""Persistence: models, engines/sessions, repository functions and schema migrations."""
+
+from morpheus.db.models import ApiKey, Base, Comic, ComicStage, ComicStatus, Page, User
+from morpheus.db.session import (
+    dispose_engines,
+    get_engine,
+    get_sessionmaker,
+    make_engine,
+    make_sessionmaker,
+    session_scope,
+)
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Comic",
+    "ComicStage",
+    "ComicStatus",
+    "Page",
+    "User",
+    "dispose_engines",
+    "get_engine",
+    "get_sessionmaker",
+    "make_engine",
+    "make_sessionmaker",
+    "session_scope",
+]

@@ -1,0 +1,493 @@
+"""Persistence operations as plain functions taking a ``Session``.
+
+Every function that writes commits its own work before returning, so callers need no
+transaction handling; returned objects stay readable after the commit. State changes of
+a comic are single conditional ``UPDATE ... WHERE status IN (...)`` statements, so two
+processes racing on the same comic cannot both win. Repeating a finished transition is
+a no-op (delivery of queue jobs is at least once); a transition that makes no sense
+raises :class:`InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, undefer
+
+from morpheus.db.models import ApiKey, Comic, ComicStage, ComicStatus, Page, User
+
+ComicId = uuid.UUID | str
+
+MAX_TITLE_LENGTH = 300
+MAX_ERROR_LENGTH = 10_000
+MAX_LIST_LIMIT = 500
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+API_KEY_SCHEME = "mph"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,150}$")
+_TIMING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_API_KEY_RE = re.compile(rf"^{API_KEY_SCHEME}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{32,128}})$")
+
+_hasher = PasswordHasher()
+# Verified against when a username does not exist, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class RepositoryError(Exception):
+    """Base of the errors this module raises on purpose."""
+
+
+class ComicNotFound(RepositoryError):
+    def __init__(self, comic_id: object) -> None:
+        super().__init__(f"comic {comic_id} does not exist")
+        self.comic_id = comic_id
+
+
+class InvalidTransition(RepositoryError):
+    """The comic's current status does not allow the requested change."""
+
+    def __init__(self, comic_id: uuid.UUID, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} comic {comic_id}: it is {status}")
+        self.comic_id = comic_id
+        self.status = status
+        self.action = action
+
+
+class UsernameTaken(RepositoryError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"username {username!r} is already taken")
+        self.username = username
+
+
+class ApiKeyNotFound(RepositoryError):
+    def __init__(self, api_key_id: object) -> None:
+        super().__init__(f"API key {api_key_id} does not exist")
+        self.api_key_id = api_key_id
+
+
+class CreatedApiKey(NamedTuple):
+    """A new API key: the stored record and the plaintext key, which is shown only once."""
+
+    api_key: ApiKey
+    key: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_id(value: ComicId) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _require_id(value: ComicId) -> uuid.UUID:
+    parsed = _parse_id(value)
+    if parsed is None:
+        raise ComicNotFound(value)
+    return parsed
+
+
+# --- comics -----------------------------------------------------------------------------
+
+
+def create_comic(
+    session: Session,
+    *,
+    title: str,
+    source_text: str,
+    options: Mapping[str, Any] | None = None,
+    word_count: int | None = None,
+    api_key_id: uuid.UUID | None = None,
+    client_addr: str | None = None,
+) -> Comic:
+    """Store a new comic in status ``queued``."""
+    title = title.strip()
+    if not title:
+        raise ValueError("title must not be empty")
+    if len(title) > MAX_TITLE_LENGTH:
+        raise ValueError(f"title must be at most {MAX_TITLE_LENGTH} characters")
+    if not source_text.strip():
+        raise ValueError("source_text must not be empty")
+    comic = Comic(
+        id=uuid.uuid4(),
+        title=title,
+        source_text=source_text,
+        options=dict(options or {}),
+        word_count=len(source_text.split()) if word_count is None else word_count,
+        status=ComicStatus.QUEUED.value,
+        stage=ComicStage.QUEUED.value,
+        progress=0.0,
+        attempts=0,
+        timings={},
+        api_key_id=api_key_id,
+        client_addr=client_addr,
+    )
+    session.add(comic)
+    session.commit()
+    return comic
+
+
+def get_comic(session: Session, comic_id: ComicId, *, with_source: bool = False) -> Comic | None:
+    """The comic, or None. ``with_source`` also loads the (large) novel text."""
+    parsed = _parse_id(comic_id)
+    if parsed is None:
+        return None
+    options = [undefer(Comic.source_text)] if with_source else []
+    return session.get(Comic, parsed, options=options, populate_existing=True)
+
+
+def list_comics(
+    session: Session,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    status: str | None = None,
+) -> list[Comic]:
+    """Newest first."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+    query = select(Comic)
+    if status is not None:
+        query = query.where(Comic.status == ComicStatus(status).value)
+    query = query.order_by(Comic.created_at.desc(), Comic.id).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def count_comics(session: Session, *, status: str | None = None) -> int:
+    query = select(func.count()).select_from(Comic)
+    if status is not None:
+        query = query.where(Comic.status == ComicStatus(status).value)
+    return int(session.scalar(query) or 0)
+
+
+def _transition(
+    session: Session,
+    comic_id: ComicId,
+    *,
+    action: str,
+    allowed_from: Iterable[ComicStatus],
+    noop_from: Iterable[ComicStatus] = (),
+    values: Mapping[str, Any],
+) -> Comic:
+    parsed = _require_id(comic_id)
+    allowed = [status.value for status in allowed_from]
+    statement = (
+        update(Comic)
+        .where(Comic.id == parsed, Comic.status.in_(allowed))
+        .values(**values, updated_at=func.now())
+        .returning(Comic.id)
+    )
+    changed = session.execute(statement).scalar_one_or_none()
+    session.commit()
+    comic = session.get(Comic, parsed, populate_existing=True)
+    if comic is None:
+        raise ComicNotFound(parsed)
+    if changed is None and comic.status not in {status.value for status in noop_from}:
+        raise InvalidTransition(parsed, comic.status, action)
+    return comic
+
+
+def start_comic(session: Session, comic_id: ComicId) -> Comic:
+    """Mark the comic running and count the attempt (also on a redelivered job)."""
+    return _transition(
+        session,
+        comic_id,
+        action="start",
+        allowed_from=(ComicStatus.QUEUED, ComicStatus.RUNNING),
+        values={
+            "status": ComicStatus.RUNNING.value,
+            "attempts": Comic.attempts + 1,
+            "started_at": func.now(),
+            "finished_at": None,
+            "error": None,
+        },
+    )
+
+
+def set_stage(session: Session, comic_id: ComicId, stage: str, progress: float) -> Comic:
+    """Record the stage a running comic is in and its overall progress (0..1)."""
+    stage_value = ComicStage(stage).value
+    if not (isinstance(progress, int | float) and math.isfinite(progress) and 0 <= progress <= 1):
+        raise ValueError("progress must be a number between 0 and 1")
+    return _transition(
+        session,
+        comic_id,
+        action=f"set stage {stage_value} of",
+        allowed_from=(ComicStatus.RUNNING,),
+        values={"stage": stage_value, "progress": float(progress)},
+    )
+
+
+def record_timing(session: Session, comic_id: ComicId, stage: str, seconds: float) -> Comic:
+    """Store how long a stage took (replacing an earlier value for the same stage)."""
+    if not _TIMING_NAME_RE.match(stage):
+        raise ValueError("stage name must be a short lowercase identifier")
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
+        raise ValueError("seconds must be a non-negative number")
+    parsed = _require_id(comic_id)
+    statement = (
+        update(Comic)
+        .where(Comic.id == parsed)
+        .values(
+            timings=Comic.timings.op("||")(func.jsonb_build_object(stage, float(seconds))),
+            updated_at=func.now(),
+        )
+        .returning(Comic.id)
+    )
+    changed = session.execute(statement).scalar_one_or_none()
+    session.commit()
+    if changed is None:
+        raise ComicNotFound(parsed)
+    comic = session.get(Comic, parsed, populate_existing=True)
+    assert comic is not None
+    return comic
+
+
+def complete_comic(session: Session, comic_id: ComicId, page_count: int) -> Comic:
+    """Mark a running comic completed; completing it again changes nothing."""
+    if page_count < 0:
+        raise ValueError("page_count must not be negative")
+    return _transition(
+        session,
+        comic_id,
+        action="complete",
+        allowed_from=(ComicStatus.RUNNING,),
+        noop_from=(ComicStatus.COMPLETED,),
+        values={
+            "status": ComicStatus.COMPLETED.value,
+            "stage": ComicStage.DONE.value,
+            "progress": 1.0,
+            "page_count": page_count,
+            "finished_at": func.now(),
+            "error": None,
+        },
+    )
+
+
+def fail_comic(session: Session, comic_id: ComicId, error: str) -> Comic:
+    """Record a final failure. A cancelled comic stays cancelled."""
+    message = (error.strip() or "unknown error")[:MAX_ERROR_LENGTH]
+    return _transition(
+        session,
+        comic_id,
+        action="fail",
+        allowed_from=(ComicStatus.QUEUED, ComicStatus.RUNNING, ComicStatus.FAILED),
+        noop_from=(ComicStatus.CANCELLED,),
+        values={
+            "status": ComicStatus.FAILED.value,
+            "error": message,
+            "finished_at": func.now(),
+        },
+    )
+
+
+def cancel_comic(session: Session, comic_id: ComicId) -> Comic:
+    """Cancel a queued or running comic; the worker stops between steps."""
+    return _transition(
+        session,
+        comic_id,
+        action="cancel",
+        allowed_from=(ComicStatus.QUEUED, ComicStatus.RUNNING),
+        noop_from=(ComicStatus.CANCELLED,),
+        values={"status": ComicStatus.CANCELLED.value, "finished_at": func.now()},
+    )
+
+
+def reset_for_retry(session: Session, comic_id: ComicId) -> Comic:
+    """Put a failed or cancelled comic back to ``queued`` (pages already made are kept)."""
+    return _transition(
+        session,
+        comic_id,
+        action="retry",
+        allowed_from=(ComicStatus.FAILED, ComicStatus.CANCELLED),
+        noop_from=(ComicStatus.QUEUED,),
+        values={
+            "status": ComicStatus.QUEUED.value,
+            "stage": ComicStage.QUEUED.value,
+            "progress": 0.0,
+            "error": None,
+            "page_count": None,
+            "started_at": None,
+            "finished_at": None,
+        },
+    )
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def upsert_page(
+    session: Session,
+    comic_id: ComicId,
+    number: int,
+    storage_key: str,
+    width: int,
+    height: int,
+) -> Page:
+    """Insert or replace page ``number`` of a comic: running it twice leaves one row."""
+    parsed = _require_id(comic_id)
+    if number < 0:
+        raise ValueError("page number must not be negative")
+    if width <= 0 or height <= 0:
+        raise ValueError("page width and height must be positive")
+    statement = insert(Page).values(
+        comic_id=parsed, number=number, storage_key=storage_key, width=width, height=height
+    )
+    statement = statement.on_conflict_do_update(
+        constraint="uq_pages_comic_id_number",
+        set_={
+            "storage_key": statement.excluded.storage_key,
+            "width": statement.excluded.width,
+            "height": statement.excluded.height,
+        },
+    ).returning(Page.id)
+    try:
+        page_id = session.execute(statement).scalar_one()
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        if "fk_pages_comic_id_comics" in str(exc.orig):
+            raise ComicNotFound(parsed) from None
+        raise
+    page = session.get(Page, page_id, populate_existing=True)
+    assert page is not None
+    return page
+
+
+def list_pages(session: Session, comic_id: ComicId) -> list[Page]:
+    parsed = _parse_id(comic_id)
+    if parsed is None:
+        return []
+    query = select(Page).where(Page.comic_id == parsed).order_by(Page.number)
+    return list(session.scalars(query))
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def create_user(session: Session, username: str, password: str) -> User:
+    """A dashboard user with an argon2 password hash."""
+    username = username.strip()
+    if not _USERNAME_RE.match(username):
+        raise ValueError("username must be 1-150 characters: letters, digits, _ . @ -")
+    _check_password(password)
+    user = User(id=uuid.uuid4(), username=username, password_hash=_hasher.hash(password))
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise UsernameTaken(username) from None
+    return user
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User | None:
+    return session.get(User, user_id)
+
+
+def verify_user(session: Session, username: str, password: str) -> User | None:
+    """The active user with this username and password, or None."""
+    user = session.scalars(select(User).where(User.username == username.strip())).one_or_none()
+    if user is None or not user.is_active:
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        session.commit()
+    return user
+
+
+def set_user_password(session: Session, username: str, password: str) -> User:
+    _check_password(password)
+    user = session.scalars(select(User).where(User.username == username.strip())).one_or_none()
+    if user is None:
+        raise LookupError(f"user {username!r} does not exist")
+    user.password_hash = _hasher.hash(password)
+    session.commit()
+    return user
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_api_key(session: Session, name: str) -> CreatedApiKey:
+    """A new API key. Only its SHA-256 is stored; the plaintext is returned this once."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValueError("API key name must be 1-100 characters")
+    prefix = secrets.token_hex(6)
+    key = f"{API_KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKey(id=uuid.uuid4(), name=name, prefix=prefix, key_hash=hash_api_key(key))
+    session.add(record)
+    session.commit()
+    return CreatedApiKey(api_key=record, key=key)
+
+
+def verify_api_key(session: Session, key: str) -> ApiKey | None:
+    """The active API key matching this plaintext key, or None. Records when it was used."""
+    match = _API_KEY_RE.match(key.strip())
+    if match is None:
+        return None
+    record = session.scalars(select(ApiKey).where(ApiKey.prefix == match.group(1))).one_or_none()
+    if record is None or record.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(record.key_hash, hash_api_key(key.strip())):
+        return None
+    now = _now()
+    if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+        record.last_used_at = now
+        session.commit()
+    return record
+
+
+def revoke_api_key(session: Session, api_key_id: uuid.UUID) -> ApiKey:
+    record = session.get(ApiKey, api_key_id)
+    if record is None:
+        raise ApiKeyNotFound(api_key_id)
+    if record.revoked_at is None:
+        record.revoked_at = _now()
+        session.commit()
+    return record
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))

@@ -1,0 +1,249 @@
+"""Process settings: read once from the environment and secret files, validated at start.
+
+Every field is read from an environment variable named ``MORPHEUS_<FIELD>`` (for example
+``MORPHEUS_DATABASE_URL``) or from a file of the same name in the secrets directory
+(``MORPHEUS_SECRETS_DIR``, default ``/run/secrets`` when it exists). Environment variables
+win over secret files. A missing or invalid value stops the process with a message naming
+the variable; see :func:`describe_validation_error`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources import SecretsSettingsSource
+
+ENV_PREFIX = "MORPHEUS_"
+SECRETS_DIR_ENV = "MORPHEUS_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+MiB = 1024 * 1024
+
+StrList = Annotated[list[str], NoDecode]
+
+
+def resolve_secrets_dir(environ: dict[str, str] | None = None) -> Path | None:
+    """The secrets directory: ``MORPHEUS_SECRETS_DIR`` if set, else /run/secrets if present."""
+    env = os.environ if environ is None else environ
+    configured = env.get(SECRETS_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    if DEFAULT_SECRETS_DIR.is_dir():
+        return DEFAULT_SECRETS_DIR
+    return None
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration of the API, the dashboard and the workers."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- identity -------------------------------------------------------------------------
+    environment: Literal["development", "test", "staging", "production"] = "production"
+    release_id: str = Field(default="unknown", min_length=1, max_length=100)
+
+    # --- PostgreSQL -------------------------------------------------------------------------
+    database_url: str = Field(
+        description="SQLAlchemy URL, postgresql+psycopg://user:password@host:port/dbname"
+    )
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Applied per transaction (SET LOCAL), so it is safe behind PgBouncer; 0 disables it.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    # --- Redis / queue ----------------------------------------------------------------------
+    redis_url: str = Field(description="redis://[:password@]host:port/db")
+    queue_name: str = Field(default="comics", min_length=1, max_length=100, pattern=r"^[\w.-]+$")
+
+    # --- storage --------------------------------------------------------------------------
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_path: Path = Path("/var/lib/morpheus/storage")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+
+    # --- panel provider -------------------------------------------------------------------
+    provider: Literal["local", "runpod"] = "local"
+    runpod_base_url: str = "https://api.runpod.ai"
+    runpod_endpoint_id: str | None = None
+    runpod_api_key: SecretStr | None = None
+
+    # --- HTTP -----------------------------------------------------------------------------
+    max_upload_bytes: int = Field(default=5 * MiB, gt=0)
+    storefront_host: str = "morpheus.localhost"
+    dashboard_host: str = "dashboard.morpheus.localhost"
+    api_host: str = "api.morpheus.localhost"
+    cors_origins: StrList = Field(default_factory=list)
+    trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1"])
+    secret_key: SecretStr = Field(description="signs dashboard sessions, at least 32 characters")
+
+    # --- observability --------------------------------------------------------------------
+    sentry_dsn: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # --- jobs -----------------------------------------------------------------------------
+    job_timeout_seconds: float = Field(default=600.0, gt=0)
+    job_attempts: int = Field(default=3, ge=1, le=50)
+    job_backoff_seconds: float = Field(default=5.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    # --- rate limits ----------------------------------------------------------------------
+    rate_limit_enabled: bool = True
+    rate_limit_requests_per_minute: int = Field(default=120, ge=1)
+    rate_limit_submissions_per_hour: int = Field(default=20, ge=1)
+
+    # --- validators -----------------------------------------------------------------------
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        raw = value.strip()
+        for prefix in ("postgres://", "postgresql://"):
+            if raw.startswith(prefix):
+                raw = "postgresql+psycopg://" + raw[len(prefix) :]
+        if not raw.startswith("postgresql+psycopg://"):
+            raise ValueError("must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db")
+        return raw
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("must be a Redis URL: redis://host:port/db")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters long")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _backends_complete(self) -> Self:
+        missing: list[str] = []
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            missing.append(f"{ENV_PREFIX}S3_BUCKET (required when STORAGE_BACKEND is s3)")
+        if self.provider == "runpod":
+            if not self.runpod_endpoint_id:
+                missing.append(f"{ENV_PREFIX}RUNPOD_ENDPOINT_ID (required when PROVIDER is runpod)")
+            if self.runpod_api_key is None:
+                missing.append(f"{ENV_PREFIX}RUNPOD_API_KEY (required when PROVIDER is runpod)")
+        if missing:
+            raise ValueError("missing: " + "; ".join(missing))
+        return self
+
+    # --- sources --------------------------------------------------------------------------
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets = file_secret_settings
+        if isinstance(secrets, SecretsSettingsSource) and secrets.secrets_dir is None:
+            secrets = SecretsSettingsSource(settings_cls, secrets_dir=resolve_secrets_dir())
+        return (init_settings, env_settings, secrets)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable, never echoing values."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = item.get("loc") or ()
+        field = str(location[0]) if location else ""
+        message = str(item.get("msg", "invalid value"))
+        if item.get("type") == "missing":
+            message = "is required but not set"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if field:
+            lines.append(f"{env_name(field)}: {message}")
+        else:
+            lines.append(f"settings: {message}")
+    return lines
+
+
+class SettingsError(Exception):
+    """The settings are missing or invalid; ``lines`` names each bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("invalid settings: " + "; ".join(lines))
+        self.lines = lines
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings, turning a validation error into a :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once."""
+    return load_settings()
