@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     job_backoff_seconds: float = Field(default=5.0, ge=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- worker -----------------------------------------------------------------------------
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # Prometheus /metrics of the worker process; port 0 turns it off.
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # BullMQ job lock and stalled-job check: a dead worker's job runs again after about
+    # lock + stalled interval; a job that stalls more than max_stalled_count times fails.
+    worker_lock_seconds: float = Field(default=30.0, gt=0)
+    worker_stalled_interval_seconds: float = Field(default=30.0, gt=0)
+    worker_max_stalled_count: int = Field(default=1, ge=0, le=100)
+    # How often a worker refreshes its liveness key (which expires after three beats).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+
     # --- rate limits ----------------------------------------------------------------------
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = Field(default=120, ge=1)
