@@ -250,6 +250,9 @@ class SettingsError(Exception):
 
 def load_settings(**overrides: Any) -> Settings:
     """Build and validate settings, turning a validation error into a :class:`SettingsError`."""
+    secrets_dir = resolve_secrets_dir()
+    if "_secrets_dir" not in overrides and secrets_dir is not None and not secrets_dir.is_dir():
+        raise SettingsError([f"{SECRETS_DIR_ENV}: {secrets_dir} is not a directory"])
     try:
         return Settings(**overrides)
     except ValidationError as exc:

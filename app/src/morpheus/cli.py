@@ -1,0 +1,222 @@
+"""The ``morpheus`` command: run the web service or a worker, migrate, manage access.
+
+Exit codes: 0 success, 1 the command failed (message on stderr), 2 bad usage or invalid
+settings (one line per bad setting, naming its environment variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from alembic.util import CommandError as AlembicCommandError
+from sqlalchemy.exc import OperationalError
+
+from morpheus import __version__
+from morpheus.settings import Settings, SettingsError, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+GUNICORN_CONFIG = "python:morpheus.gunicorn_conf"
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr (no traceback)."""
+
+
+def _err(message: str) -> None:
+    print(f"morpheus: {message}", file=sys.stderr)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace this process with Gunicorn (so signals reach it directly)."""
+    if args.bind:
+        os.environ["MORPHEUS_BIND"] = args.bind
+    if args.workers is not None:
+        if args.workers < 1:
+            raise CommandError("--workers must be at least 1")
+        os.environ["MORPHEUS_WEB_CONCURRENCY"] = str(args.workers)
+    argv = [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
+    return EXIT_FAILED  # not reached
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.worker.runtime import main as worker_main
+
+    return worker_main(settings)
+
+
+def _describe_revision(database_url: str) -> str:
+    from morpheus.db import schema
+
+    current = schema.current_revision(database_url)
+    head = schema.head_revision()
+    if current is None:
+        return f"database revision: none (empty database; head is {head})"
+    marker = " (head)" if current == head else f" (head is {head})"
+    return f"database revision: {current}{marker}"
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.db import schema
+
+    schema.upgrade(settings.database_url, args.revision)
+    print(_describe_revision(settings.database_url))
+    return EXIT_OK
+
+
+def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.db import schema
+
+    schema.downgrade(settings.database_url, args.revision)
+    print(_describe_revision(settings.database_url))
+    return EXIT_OK
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    print(_describe_revision(settings.database_url))
+    return EXIT_OK
+
+
+def _read_password(password_file: Path | None) -> str:
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read password file {password_file}: {exc}") from None
+        password = text.rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords do not match")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("no password given")
+    return password
+
+
+def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.db import repository
+    from morpheus.db.session import session_scope
+
+    password = _read_password(args.password_file)
+    with session_scope(settings) as session:
+        try:
+            user = repository.create_user(session, args.username, password)
+        except (ValueError, repository.UsernameTaken) as exc:
+            raise CommandError(str(exc)) from None
+        print(f"created user {user.username} ({user.id})")
+    return EXIT_OK
+
+
+def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.db import repository
+    from morpheus.db.session import session_scope
+
+    with session_scope(settings) as session:
+        try:
+            created = repository.create_api_key(session, args.name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        print(
+            f"created API key {created.api_key.name!r} (id {created.api_key.id}, "
+            f"prefix {created.api_key.prefix}); it is shown only this once:",
+            file=sys.stderr,
+        )
+        print(created.key)
+    return EXIT_OK
+
+
+# --- parser -----------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="morpheus",
+        description="Morpheus turns novels into comics. Settings come from MORPHEUS_* "
+        "environment variables and files in MORPHEUS_SECRETS_DIR.",
+    )
+    parser.add_argument("--version", action="version", version=f"morpheus {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the web service (Gunicorn + Uvicorn workers)")
+    serve.add_argument("--bind", help="address to listen on (default MORPHEUS_BIND or :8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default from cores)")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run a queue worker until SIGTERM")
+    worker.set_defaults(handler=cmd_worker)
+
+    db = commands.add_parser("db", help="database schema migrations")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate up (default: to the newest)")
+    upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    downgrade = db_commands.add_parser("downgrade", help="migrate down to REV ('base': empty)")
+    downgrade.add_argument("revision", metavar="REV")
+    downgrade.set_defaults(handler=cmd_db_downgrade)
+    current = db_commands.add_parser("current", help="show the database's revision")
+    current.set_defaults(handler=cmd_db_current)
+
+    user = commands.add_parser("create-user", help="create a dashboard user")
+    user.add_argument("username", metavar="USERNAME")
+    user.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the password from this file (default: prompt, or one line of stdin)",
+    )
+    user.set_defaults(handler=cmd_create_user)
+
+    key = commands.add_parser("create-api-key", help="create an API key and print it once")
+    key.add_argument("name", metavar="NAME")
+    key.set_defaults(handler=cmd_create_api_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            _err(f"invalid setting: {line}")
+        return EXIT_USAGE
+    if args.command == "db":
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except (CommandError, AlembicCommandError) as exc:
+        _err(f"error: {exc}")
+        return EXIT_FAILED
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        _err(f"error: the database is not reachable: {reason}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
