@@ -1,0 +1,188 @@
+"""The worker runtime on the real Redis, in this process, with a small job handler.
+
+The handler stands for the comic job (which the process-level tests run for real); the
+queue underneath is BullMQ on the machine's Redis, never a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as redis
+from morpheus.queue import client as queue_client
+from morpheus.settings import Settings
+from morpheus.worker.runtime import WorkerRuntime
+from queue_helpers import job_hash, queue_events, wait_for
+
+
+class SleepyJob:
+    """Sleeps ``seconds`` per attempt (cooperatively); records runs and final failures."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.failures: list[tuple[str, str]] = []
+
+    async def run(self, comic_id: str) -> str:
+        self.started.append(comic_id)
+        await asyncio.sleep(self.seconds)
+        self.finished.append(comic_id)
+        return "completed"
+
+    async def fail(self, comic_id: str, error: str) -> None:
+        self.failures.append((comic_id, error))
+
+
+async def _start(settings: Settings, handler: SleepyJob) -> tuple[WorkerRuntime, asyncio.Task]:
+    runtime = WorkerRuntime(settings, handler)
+    task = asyncio.create_task(runtime.serve())
+    return runtime, task
+
+
+async def _state(settings: Settings, comic_id: str) -> str:
+    return await queue_client.job_state(settings, comic_id)
+
+
+async def test_timeout_fails_attempt_and_retries_with_exponential_backoff(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(
+        update={"job_timeout_seconds": 0.3, "job_attempts": 3, "job_backoff_seconds": 0.4}
+    )
+    handler = SleepyJob(seconds=30)
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    try:
+        await queue_client.enqueue_comic(settings, comic_id)
+        await wait_for(
+            lambda: _state(settings, comic_id), lambda s: s == "failed", timeout=20, what="failed"
+        )
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 20)
+
+    assert handler.started == [comic_id] * 3
+    assert handler.finished == []
+    assert handler.failures == [(comic_id, "comic job timed out after 0.3 s")]
+    job = await job_hash(redis_client, settings, comic_id)
+    assert job["atm"] == "3"
+    assert job["failedReason"] == "comic job timed out after 0.3 s"
+    # Each retry was scheduled with BullMQ's exponential backoff: 400 ms, then 800 ms.
+    delays = [
+        int(fields["delay"]) - at
+        for at, fields in await queue_events(redis_client, settings)
+        if fields.get("event") == "delayed" and fields.get("jobId") == comic_id
+    ]
+    assert len(delays) == 2
+    assert 300 <= delays[0] <= 500
+    assert 700 <= delays[1] <= 900
+
+
+async def test_drain_finishes_inflight_job_and_takes_no_new_one(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    handler = SleepyJob(seconds=1.0)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    runtime, task = await _start(queue_settings, handler)
+    await queue_client.enqueue_comic(queue_settings, first)
+    await wait_for(lambda: _async(handler.started), bool, timeout=10, what="first job to start")
+    await queue_client.enqueue_comic(queue_settings, second)
+    runtime.request_stop()
+    await asyncio.wait_for(task, 20)
+
+    assert handler.finished == [first]
+    assert await _state(queue_settings, first) == "completed"
+    assert await _state(queue_settings, second) == "waiting"
+    assert handler.started == [first]
+
+
+async def test_grace_period_over_moves_inflight_job_back_to_wait(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(
+        update={"shutdown_grace_seconds": 0.5, "worker_lock_seconds": 60.0}
+    )
+    handler = SleepyJob(seconds=60)
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    await queue_client.enqueue_comic(settings, comic_id)
+    await wait_for(lambda: _async(handler.started), bool, timeout=10, what="job to start")
+    runtime.request_stop()
+    await asyncio.wait_for(task, 10)
+
+    # Back in wait at once (the 60 s lock was released, no stalled check was needed),
+    # with no attempt counted and no failure recorded.
+    assert await _state(settings, comic_id) == "waiting"
+    job = await job_hash(redis_client, settings, comic_id)
+    assert job.get("atm", "0") == "0"
+    assert not await redis_client.exists(f"bull:{settings.queue_name}:{comic_id}:lock")
+    assert handler.failures == []
+
+    # Another worker takes it and completes it.
+    handler.seconds = 0.1
+    runtime, task = await _start(settings, handler)
+    try:
+        await wait_for(
+            lambda: _state(settings, comic_id), lambda s: s == "completed", timeout=10, what="done"
+        )
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert handler.finished == [comic_id]
+
+
+async def test_heartbeat_lists_live_workers_and_clears_on_stop(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    handler = SleepyJob(seconds=0)
+    runtime, task = await _start(queue_settings, handler)
+    try:
+        workers = await wait_for(
+            lambda: queue_client.live_workers(queue_settings), bool, timeout=5, what="heartbeat"
+        )
+        assert len(workers) == 1
+        assert workers[0]["pid"] == runtime.pid
+        assert workers[0]["queue"] == queue_settings.queue_name
+        assert workers[0]["concurrency"] == 1
+        key = f"morpheus:{queue_settings.queue_name}:workers:{workers[0]['id']}"
+        ttl = await redis_client.pttl(key)
+        assert 0 < ttl <= 3 * queue_settings.worker_heartbeat_seconds * 1000
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert await queue_client.live_workers(queue_settings) == []
+
+
+async def _async(value: list[str]) -> list[str]:
+    """``value`` as an awaitable, for wait_for."""
+    return value
+
+
+@pytest.mark.parametrize("attempts", [1])
+async def test_unrecoverable_error_fails_at_once(
+    queue_settings: Settings, redis_client: redis.Redis, attempts: int
+) -> None:
+    from bullmq.custom_errors import UnrecoverableError
+
+    class Broken(SleepyJob):
+        async def run(self, comic_id: str) -> str:
+            self.started.append(comic_id)
+            raise UnrecoverableError("the novel cannot be read")
+
+    settings = queue_settings.model_copy(update={"job_attempts": 3})
+    handler = Broken(seconds=0)
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    try:
+        await queue_client.enqueue_comic(settings, comic_id)
+        await wait_for(
+            lambda: _state(settings, comic_id), lambda s: s == "failed", timeout=10, what="failed"
+        )
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert handler.started == [comic_id] * attempts
+    assert handler.failures == [(comic_id, "the novel cannot be read")]
