@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as redis
-from morpheus.settings import Settings
+from morpheus.settings import Settings, env_name
+from pydantic import SecretStr
 
 T = TypeVar("T")
 
@@ -42,3 +48,63 @@ async def queue_events(client: redis.Redis, settings: Settings) -> list[tuple[in
     """BullMQ's event stream of the queue: (milliseconds of the entry, fields)."""
     entries = await client.xrange(f"bull:{settings.queue_name}:events")
     return [(int(entry_id.split("-")[0]), fields) for entry_id, fields in entries]
+
+
+def settings_env(settings: Settings, secrets_dir: str, **overrides: Any) -> dict[str, str]:
+    """The environment that gives a child process these settings (plus ``overrides``)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MORPHEUS_")}
+    values = settings.model_dump()
+    values.update(overrides)
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)
+        env[env_name(name)] = str(value)
+    env["MORPHEUS_SECRETS_DIR"] = secrets_dir
+    return env
+
+
+class WorkerProcess:
+    """A ``morpheus worker`` child process, its output kept in a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "morpheus.cli", "worker"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait(self, timeout: float) -> int:
+        """The exit code; fails the test (and kills the process) after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"worker {self.pid} did not exit in {timeout} s\n{self.output()}")
+            await asyncio.sleep(0.1)
+        return self.proc.returncode
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Kill the process if it still runs (test clean-up)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()

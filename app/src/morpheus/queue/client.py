@@ -85,8 +85,10 @@ async def cancel_comic(settings: Settings, comic_id: str) -> bool:
     next step and stops.
     """
     async with open_queue(settings) as queue:
-        removed = await queue.remove(str(comic_id))
-        return bool(removed) and removed > 0
+        # The removeJob script answers 1 for a job that does not exist, 0 when locked.
+        if await queue.getJob(str(comic_id)) is None:
+            return False
+        return await queue.remove(str(comic_id)) == 1
 
 
 async def job_state(settings: Settings, comic_id: str) -> str:
