@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     worker_max_stalled_count: int = Field(default=1, ge=0, le=100)
     # How often a worker refreshes its liveness key (which expires after three beats).
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # Test-only: a pause before each panel is drawn, so tests can stop a worker in the middle
+    # of a job without a huge novel. Honoured only when ENVIRONMENT is test or development.
+    test_panel_delay_seconds: float = Field(default=0.0, ge=0, le=10)
 
     # --- rate limits ----------------------------------------------------------------------
     rate_limit_enabled: bool = True
