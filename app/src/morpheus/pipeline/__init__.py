@@ -1,0 +1,1 @@
+"""The comic pipeline's pure domain: ingest, segment, compose, package."""

@@ -1,0 +1,677 @@
+"""The local panel provider: draws a comic panel with Pillow, deterministically.
+
+The drawing has two layers. ``draw_art`` paints the scene (a background chosen from the
+setting and the time of day, simple figures for the characters present); ``letter``
+adds caption boxes and speech balloons with tails, lettered in the bundled DejaVu font.
+The RunPod provider reuses ``letter`` on the art it gets back, so lettering is always
+crisp and readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from morpheus.pipeline.segment import Panel
+
+FONT_DIR = Path(__file__).resolve().parent.parent / "fonts"
+CAPTION_FONT = "DejaVuSans.ttf"
+BALLOON_FONT = "DejaVuSansCondensed-Bold.ttf"
+MIN_FONT_PX = 7
+
+Color = tuple[int, int, int]
+INK: Color = (20, 20, 24)
+PAPER: Color = (255, 255, 255)
+CAPTION_FILL: Color = (255, 236, 160)
+
+_SKIN: tuple[Color, ...] = (
+    (255, 219, 172),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (141, 85, 36),
+    (255, 205, 148),
+)
+_HAIR: tuple[Color, ...] = (
+    (40, 30, 25),
+    (90, 56, 37),
+    (160, 110, 60),
+    (220, 190, 120),
+    (120, 120, 120),
+    (150, 40, 30),
+    (20, 20, 20),
+)
+_CLOTHES: tuple[Color, ...] = (
+    (190, 50, 50),
+    (50, 90, 170),
+    (60, 140, 80),
+    (200, 150, 40),
+    (120, 70, 150),
+    (40, 40, 40),
+    (210, 110, 40),
+    (70, 150, 160),
+    (150, 40, 90),
+)
+_TROUSERS: tuple[Color, ...] = ((50, 50, 70), (80, 60, 40), (40, 40, 40), (70, 80, 110))
+
+
+@lru_cache(maxsize=64)
+def font(name: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT_DIR / name), size)
+
+
+def _name_rng(name: str) -> random.Random:
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - drawing, not security
+
+
+def _mix(a: Color, b: Color, t: float) -> Color:
+    return (
+        round(a[0] + (b[0] - a[0]) * t),
+        round(a[1] + (b[1] - a[1]) * t),
+        round(a[2] + (b[2] - a[2]) * t),
+    )
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    x: float  # centre, in pixels
+    feet: float  # y of the feet
+    height: float
+
+    @property
+    def head_centre(self) -> tuple[float, float]:
+        return self.x, self.feet - self.height + self.height * 0.09
+
+    @property
+    def head_radius(self) -> float:
+        return self.height * 0.09
+
+
+def panel_cast(panel: Panel) -> list[str]:
+    """Who appears in the panel: named characters, or one stranger for unnamed speech."""
+    if panel.characters:
+        return list(panel.characters)
+    if panel.balloons:
+        return [""]
+    return []
+
+
+def figure_layout(panel: Panel, width: int, height: int) -> list[Figure]:
+    """Where the figures stand; shared by the art and the balloon tails."""
+    cast = panel_cast(panel)
+    if not cast:
+        return []
+    rng = random.Random(panel.seed ^ 0x5F3759DF)  # noqa: S311 - drawing, not security
+    n = len(cast)
+    figures = []
+    for i, name in enumerate(cast):
+        slot = (i + 0.5) / n
+        x = width * (0.14 + 0.72 * slot) + rng.uniform(-0.04, 0.04) * width
+        scale = rng.uniform(0.88, 1.0) if n > 1 else rng.uniform(0.95, 1.05)
+        fig_height = height * 0.56 * scale
+        feet = height * rng.uniform(0.965, 1.0)
+        figures.append(Figure(name=name, x=x, feet=feet, height=fig_height))
+    return figures
+
+
+# --- art ------------------------------------------------------------------------------
+
+
+def _vertical_gradient(width: int, height: int, top: Color, bottom: Color) -> Image.Image:
+    column = Image.new("RGB", (1, 256))
+    column.putdata([_mix(top, bottom, i / 255) for i in range(256)])
+    return column.resize((width, height), Image.Resampling.BILINEAR)
+
+
+_SKIES: dict[str, tuple[Color, Color]] = {
+    "day": ((96, 158, 222), (205, 228, 246)),
+    "night": ((10, 14, 40), (48, 58, 104)),
+}
+
+
+def _sky(img: Image.Image, time_of_day: str, horizon: int) -> None:
+    top, bottom = _SKIES.get(time_of_day, _SKIES["day"])
+    img.paste(_vertical_gradient(img.width, max(1, horizon), top, bottom), (0, 0))
+
+
+def _sun_or_moon(
+    draw: ImageDraw.ImageDraw, rng: random.Random, w: int, h: int, night: bool
+) -> None:
+    r = min(w, h) * rng.uniform(0.05, 0.075)
+    x = w * rng.choice((rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9)))
+    y = h * rng.uniform(0.1, 0.22)
+    if night:
+        for _ in range(int(w * h / 9000)):
+            sx, sy = rng.uniform(0, w), rng.uniform(0, h * 0.5)
+            s = max(1.0, min(w, h) / 300)
+            draw.ellipse((sx - s, sy - s, sx + s, sy + s), fill=(230, 230, 200))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(240, 238, 210))
+        draw.ellipse((x - r * 0.55, y - r * 1.05, x + r * 1.3, y + r * 0.8), fill=(22, 28, 62))
+    else:
+        draw.ellipse((x - r * 1.5, y - r * 1.5, x + r * 1.5, y + r * 1.5), fill=(255, 244, 200))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 214, 90))
+
+
+def _clouds(draw: ImageDraw.ImageDraw, rng: random.Random, w: int, h: int, night: bool) -> None:
+    colour = (70, 78, 120) if night else (250, 252, 255)
+    for _ in range(rng.randint(1, 3)):
+        cx, cy = rng.uniform(0, w), rng.uniform(h * 0.08, h * 0.3)
+        size = min(w, h) * rng.uniform(0.05, 0.09)
+        for k in range(4):
+            ox = (k - 1.5) * size * 0.9
+            oy = rng.uniform(-0.35, 0.2) * size
+            draw.ellipse(
+                (cx + ox - size, cy + oy - size * 0.7, cx + ox + size, cy + oy + size * 0.7),
+                fill=colour,
+            )
+
+
+def _ground(img: Image.Image, horizon: int, top: Color, bottom: Color) -> None:
+    img.paste(_vertical_gradient(img.width, img.height - horizon, top, bottom), (0, horizon))
+
+
+def _tree(
+    draw: ImageDraw.ImageDraw, rng: random.Random, x: float, base: float, size: float, night: bool
+) -> None:
+    trunk = (60, 40, 25) if night else (110, 75, 45)
+    greens = ((20, 50, 35), (25, 60, 40)) if night else ((40, 110, 55), (60, 140, 70), (30, 90, 50))
+    draw.rectangle((x - size * 0.07, base - size * 0.45, x + size * 0.07, base), fill=trunk)
+    if rng.random() < 0.5:
+        for k in range(3):
+            y0 = base - size * (0.35 + 0.22 * k)
+            half = size * (0.42 - 0.1 * k)
+            draw.polygon(
+                [(x - half, y0), (x + half, y0), (x, y0 - size * 0.45)], fill=rng.choice(greens)
+            )
+    else:
+        for _ in range(4):
+            ox, oy = rng.uniform(-0.22, 0.22) * size, rng.uniform(-0.85, -0.5) * size
+            r = size * rng.uniform(0.22, 0.32)
+            draw.ellipse(
+                (x + ox - r, base + oy - r, x + ox + r, base + oy + r), fill=rng.choice(greens)
+            )
+
+
+def _forest(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.55, 0.65))
+    _sky(img, "night" if night else "day", horizon)
+    _sun_or_moon(draw, rng, w, h, night)
+    _ground(
+        img,
+        horizon,
+        (30, 60, 35) if night else (95, 160, 80),
+        (15, 35, 20) if night else (55, 115, 50),
+    )
+    for _ in range(rng.randint(6, 10)):
+        _tree(
+            draw,
+            rng,
+            rng.uniform(0, w),
+            horizon + rng.uniform(0, h * 0.05),
+            h * rng.uniform(0.25, 0.4),
+            night,
+        )
+    for x in (rng.uniform(-0.05, 0.1) * w, rng.uniform(0.9, 1.05) * w):
+        _tree(draw, rng, x, h * 1.02, h * rng.uniform(0.7, 0.9), night)
+    return horizon
+
+
+def _sea(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.45, 0.55))
+    _sky(img, "night" if night else "day", horizon)
+    _sun_or_moon(draw, rng, w, h, night)
+    if not night:
+        _clouds(draw, rng, w, h, night)
+    _ground(
+        img,
+        horizon,
+        (20, 35, 70) if night else (40, 100, 160),
+        (30, 55, 95) if night else (80, 150, 195),
+    )
+    wave = (90, 110, 150) if night else (220, 240, 250)
+    for _ in range(int(w * h / 12000)):
+        x, y = rng.uniform(0, w), rng.uniform(horizon + 4, h * 0.85)
+        s = (y - horizon) / h * min(w, h) * 0.12 + 3
+        draw.arc(
+            (x - s, y - s / 3, x + s, y + s / 3), 200, 340, fill=wave, width=max(1, int(s / 8))
+        )
+    if rng.random() < 0.6:
+        bx, by = rng.uniform(0.15, 0.85) * w, horizon + h * 0.03
+        s = h * 0.05
+        draw.polygon(
+            [
+                (bx - s, by),
+                (bx + s, by),
+                (bx + s * 0.7, by + s * 0.35),
+                (bx - s * 0.7, by + s * 0.35),
+            ],
+            fill=(70, 45, 30),
+        )
+        draw.polygon(
+            [(bx, by - s * 1.6), (bx, by - s * 0.1), (bx + s * 0.9, by - s * 0.1)],
+            fill=(235, 230, 215),
+        )
+    sand = int(h * rng.uniform(0.8, 0.88))
+    draw.polygon(
+        [(0, sand), (w, sand - h * 0.05), (w, h), (0, h)],
+        fill=(120, 105, 80) if night else (228, 205, 150),
+    )
+    return horizon
+
+
+def _city(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.7, 0.78))
+    _sky(img, "night" if night else "day", horizon)
+    _sun_or_moon(draw, rng, w, h, night)
+    x = -rng.uniform(0, w * 0.05)
+    walls = (
+        ((40, 42, 60), (55, 50, 65), (35, 45, 55))
+        if night
+        else ((170, 150, 130), (140, 130, 125), (190, 170, 140), (120, 110, 115), (160, 120, 100))
+    )
+    while x < w:
+        bw = w * rng.uniform(0.1, 0.2)
+        top = h * rng.uniform(0.12, 0.45)
+        draw.rectangle((x, top, x + bw, horizon), fill=rng.choice(walls))
+        lit = (255, 220, 120) if night else (180, 210, 235)
+        dark = (25, 25, 35) if night else (90, 110, 130)
+        ww, wh = bw / 7, h * 0.035
+        for wy in range(int(top + wh), int(horizon - wh * 2), int(wh * 2.2)):
+            for k in range(3):
+                wx = x + bw * (0.12 + 0.3 * k)
+                draw.rectangle(
+                    (wx, wy, wx + ww * 1.2, wy + wh), fill=lit if rng.random() < 0.55 else dark
+                )
+        x += bw + w * rng.uniform(0.0, 0.02)
+    _ground(
+        img,
+        horizon,
+        (60, 60, 70) if night else (150, 150, 155),
+        (35, 35, 45) if night else (105, 105, 112),
+    )
+    draw.rectangle(
+        (0, horizon, w, horizon + h * 0.03), fill=(80, 80, 90) if night else (190, 185, 175)
+    )
+    return horizon
+
+
+def _mountain(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.62, 0.7))
+    _sky(img, "night" if night else "day", horizon)
+    _sun_or_moon(draw, rng, w, h, night)
+    if not night:
+        _clouds(draw, rng, w, h, night)
+    rock = ((50, 55, 80), (40, 45, 70)) if night else ((120, 125, 145), (95, 100, 125))
+    snow = (190, 195, 215) if night else (250, 250, 255)
+    for k in range(rng.randint(3, 5)):
+        peak_x = rng.uniform(-0.1, 1.1) * w
+        peak_y = h * rng.uniform(0.12, 0.35)
+        half = w * rng.uniform(0.25, 0.45)
+        draw.polygon(
+            [(peak_x - half, horizon), (peak_x, peak_y), (peak_x + half, horizon)], fill=rock[k % 2]
+        )
+        cap = 0.25
+        draw.polygon(
+            [
+                (peak_x - half * cap, peak_y + (horizon - peak_y) * cap),
+                (peak_x, peak_y),
+                (peak_x + half * cap, peak_y + (horizon - peak_y) * cap),
+            ],
+            fill=snow,
+        )
+    _ground(
+        img,
+        horizon,
+        (60, 70, 70) if night else (150, 160, 140),
+        (30, 40, 40) if night else (110, 120, 100),
+    )
+    return horizon
+
+
+def _field(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.55, 0.65))
+    _sky(img, "night" if night else "day", horizon)
+    _sun_or_moon(draw, rng, w, h, night)
+    if not night:
+        _clouds(draw, rng, w, h, night)
+    hills = ((35, 60, 40), (28, 50, 34)) if night else ((130, 190, 90), (105, 170, 75))
+    for k in range(3):
+        cx = rng.uniform(0, w)
+        rx, ry = w * rng.uniform(0.4, 0.7), h * rng.uniform(0.08, 0.15)
+        draw.ellipse((cx - rx, horizon - ry, cx + rx, horizon + ry), fill=hills[k % 2])
+    _ground(img, horizon, hills[0], (20, 40, 25) if night else (80, 150, 60))
+    vx = w * rng.uniform(0.35, 0.65)
+    draw.polygon(
+        [(vx - w * 0.01, horizon), (vx + w * 0.01, horizon), (w * 0.75, h), (w * 0.25, h)],
+        fill=(90, 80, 65) if night else (200, 180, 140),
+    )
+    return horizon
+
+
+def _interior(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, night: bool) -> int:
+    w, h = img.size
+    horizon = int(h * rng.uniform(0.68, 0.76))
+    walls = (
+        ((95, 75, 65), (70, 70, 90))
+        if night
+        else ((232, 214, 184), (206, 222, 210), (225, 200, 200), (210, 205, 225))
+    )
+    wall = rng.choice(walls)
+    img.paste(_vertical_gradient(w, horizon, _mix(wall, (0, 0, 0), 0.1), wall), (0, 0))
+    if rng.random() < 0.5:  # wallpaper stripes
+        stripe = _mix(wall, (0, 0, 0), 0.06)
+        step = max(4, int(w / 24))
+        for x in range(0, w, step * 2):
+            draw.rectangle((x, 0, x + step, horizon), fill=stripe)
+    # window with the sky outside
+    wx, wy = w * rng.uniform(0.08, 0.6), h * rng.uniform(0.1, 0.2)
+    ww, wh = w * rng.uniform(0.22, 0.3), h * rng.uniform(0.3, 0.38)
+    outside = Image.new("RGB", (max(1, int(ww)), max(1, int(wh))))
+    _sky(outside, "night" if night else "day", int(wh))
+    img.paste(outside, (int(wx), int(wy)))
+    frame = (90, 60, 40)
+    lw = max(2, int(min(w, h) / 90))
+    draw.rectangle((wx, wy, wx + ww, wy + wh), outline=frame, width=lw * 2)
+    draw.line((wx + ww / 2, wy, wx + ww / 2, wy + wh), fill=frame, width=lw)
+    draw.line((wx, wy + wh / 2, wx + ww, wy + wh / 2), fill=frame, width=lw)
+    if night:
+        mx, my, mr = wx + ww * 0.7, wy + wh * 0.3, min(ww, wh) * 0.12
+        draw.ellipse((mx - mr, my - mr, mx + mr, my + mr), fill=(240, 238, 210))
+    # a picture frame or a bookshelf on the other side
+    px = w * (rng.uniform(0.62, 0.78) if wx < w * 0.4 else rng.uniform(0.08, 0.2))
+    if rng.random() < 0.5:
+        pw, ph = w * 0.14, h * 0.16
+        draw.rectangle((px, h * 0.18, px + pw, h * 0.18 + ph), fill=(200, 170, 90))
+        draw.rectangle(
+            (px + lw * 2, h * 0.18 + lw * 2, px + pw - lw * 2, h * 0.18 + ph - lw * 2),
+            fill=rng.choice(((90, 140, 170), (150, 110, 80), (110, 150, 100))),
+        )
+    else:
+        sw, top = w * 0.18, h * 0.12
+        draw.rectangle((px, top, px + sw, horizon), fill=(110, 75, 45))
+        shelf_h = (horizon - top) / 4
+        for k in range(4):
+            y = top + k * shelf_h
+            bx = px + lw
+            while bx < px + sw - lw * 3:
+                bw = rng.uniform(0.03, 0.06) * sw * 2
+                draw.rectangle(
+                    (bx, y + shelf_h * rng.uniform(0.15, 0.3), bx + bw, y + shelf_h - lw),
+                    fill=rng.choice(_CLOTHES),
+                )
+                bx += bw + 1
+            draw.line(
+                (px, y + shelf_h - lw / 2, px + sw, y + shelf_h - lw / 2),
+                fill=(70, 45, 25),
+                width=lw,
+            )
+    floor = (90, 60, 40) if night else (165, 115, 70)
+    _ground(img, horizon, floor, _mix(floor, (0, 0, 0), 0.3))
+    plank = _mix(floor, (0, 0, 0), 0.2)
+    for k in range(1, 6):
+        y = horizon + (h - horizon) * (k / 6) ** 1.4
+        draw.line((0, y, w, y), fill=plank, width=max(1, lw // 2))
+    draw.rectangle((0, horizon - lw * 2, w, horizon), fill=_mix(wall, (0, 0, 0), 0.35))
+    if night:  # lamp light
+        glow = Image.new("RGB", (w, h), (255, 200, 120))
+        mask = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(mask).ellipse((w * 0.2, h * 0.05, w * 0.8, h * 0.9), fill=50)
+        img.paste(glow, (0, 0), mask)
+    return horizon
+
+
+_BACKGROUNDS = {
+    "forest": _forest,
+    "sea": _sea,
+    "city": _city,
+    "mountain": _mountain,
+    "field": _field,
+    "interior": _interior,
+}
+
+
+def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
+    rng = _name_rng(fig.name or "stranger")
+    skin, hair = rng.choice(_SKIN), rng.choice(_HAIR)
+    shirt, trousers = rng.choice(_CLOTHES), rng.choice(_TROUSERS)
+    if not fig.name:
+        skin, hair, shirt, trousers = (150, 150, 155), (90, 90, 95), (110, 110, 118), (80, 80, 88)
+    h, x, feet = fig.height, fig.x, fig.feet
+    lw = max(2, int(h / 60))
+    hx, hy = fig.head_centre
+    hr = fig.head_radius
+    shoulder_y, hip_y = hy + hr * 1.3, feet - h * 0.45
+    half = h * 0.12
+    # legs
+    for side in (-1, 1):
+        draw.line(
+            (x + side * half * 0.45, hip_y, x + side * half * 0.6, feet),
+            fill=trousers,
+            width=int(h * 0.07),
+        )
+        draw.ellipse(
+            (
+                x + side * half * 0.6 - h * 0.05,
+                feet - h * 0.025,
+                x + side * half * 0.6 + h * 0.05,
+                feet + h * 0.015,
+            ),
+            fill=INK,
+        )
+    # torso
+    draw.rounded_rectangle(
+        (x - half, shoulder_y, x + half, hip_y + h * 0.04),
+        radius=half * 0.5,
+        fill=shirt,
+        outline=INK,
+        width=lw,
+    )
+    # arms
+    for side in (-1, 1):
+        hand = (x + side * half * 1.45, hip_y - h * 0.02)
+        draw.line(
+            (x + side * half * 0.9, shoulder_y + h * 0.03, *hand), fill=shirt, width=int(h * 0.055)
+        )
+        draw.ellipse(
+            (hand[0] - h * 0.028, hand[1] - h * 0.028, hand[0] + h * 0.028, hand[1] + h * 0.028),
+            fill=skin,
+        )
+    # neck and head
+    draw.rectangle((x - hr * 0.35, hy + hr * 0.7, x + hr * 0.35, shoulder_y + lw), fill=skin)
+    draw.ellipse((hx - hr, hy - hr, hx + hr, hy + hr), fill=skin, outline=INK, width=lw)
+    draw.chord((hx - hr * 1.05, hy - hr * 1.1, hx + hr * 1.05, hy + hr * 0.7), 180, 360, fill=hair)
+    eye = max(1.5, hr * 0.12)
+    for ex in (-0.35, 0.35):
+        cx = hx + (ex + facing * 0.2) * hr
+        draw.ellipse((cx - eye, hy + hr * 0.05 - eye, cx + eye, hy + hr * 0.05 + eye), fill=INK)
+    draw.arc(
+        (
+            hx - hr * 0.3 + facing * hr * 0.2,
+            hy + hr * 0.25,
+            hx + hr * 0.3 + facing * hr * 0.2,
+            hy + hr * 0.6,
+        ),
+        20,
+        160,
+        fill=INK,
+        width=max(1, lw // 2),
+    )
+
+
+def draw_art(panel: Panel, width: int, height: int) -> Image.Image:
+    """Paint the panel's scene and figures, without lettering."""
+    rng = random.Random(panel.seed)  # noqa: S311 - drawing, not security
+    img = Image.new("RGB", (width, height), PAPER)
+    draw = ImageDraw.Draw(img)
+    background = _BACKGROUNDS.get(panel.setting, _interior)
+    background(img, draw, rng, panel.time_of_day == "night")
+    figures = figure_layout(panel, width, height)
+    for i, fig in enumerate(figures):
+        facing = 0.0 if len(figures) == 1 else (1.0 if i < len(figures) / 2 else -1.0)
+        _figure(draw, fig, facing)
+    return img
+
+
+# --- lettering ---------------------------------------------------------------------------
+
+
+def _wrap(text: str, face: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and face.getlength(candidate) > max_width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _fit(
+    text: str, font_name: str, size: int, max_width: float, max_height: float
+) -> tuple[ImageFont.FreeTypeFont, list[str], float, float]:
+    """Largest font size (from ``size`` down) whose wrapped text fits the box."""
+    while True:
+        face = font(font_name, size)
+        lines = _wrap(text, face, max_width)
+        line_h = size * 1.18
+        widest = max((face.getlength(line) for line in lines), default=0.0)
+        if (widest <= max_width and line_h * len(lines) <= max_height) or size <= MIN_FONT_PX:
+            return face, lines, widest, line_h * len(lines)
+        size -= 1
+
+
+def _caption(draw: ImageDraw.ImageDraw, text: str, w: int, h: int, full_width: bool) -> float:
+    """Draw the caption box at the top left; return its bottom edge."""
+    margin = max(3, round(min(w, h) * 0.03))
+    pad = max(3, round(h * 0.018))
+    max_w = (w * (0.94 if full_width else 0.62)) - 2 * pad
+    face, lines, text_w, text_h = _fit(
+        text, CAPTION_FONT, max(MIN_FONT_PX, round(h * 0.04)), max_w, h * 0.34
+    )
+    box = (margin, margin, margin + text_w + 2 * pad, margin + text_h + 2 * pad)
+    lw = max(1, round(min(w, h) / 200))
+    draw.rectangle(
+        (box[0] + lw * 2, box[1] + lw * 2, box[2] + lw * 2, box[3] + lw * 2), fill=(0, 0, 0)
+    )
+    draw.rectangle(box, fill=CAPTION_FILL, outline=INK, width=lw)
+    line_h = text_h / max(1, len(lines))
+    for i, line in enumerate(lines):
+        draw.text((box[0] + pad, box[1] + pad + i * line_h), line, font=face, fill=INK)
+    return box[3]
+
+
+def _balloon(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    anchor_x: float,
+    top: float,
+    w: int,
+    h: int,
+    max_width: float,
+    target: tuple[float, float] | None,
+) -> float:
+    """Draw one speech balloon; return its bottom edge."""
+    size = max(MIN_FONT_PX, round(h * 0.042))
+    face, lines, text_w, text_h = _fit(text, BALLOON_FONT, size, max_width * 0.72, h * 0.3)
+    bw, bh = text_w / 0.72 + h * 0.02, text_h * 1.45 + h * 0.03
+    margin = w * 0.02
+    left = min(max(margin, anchor_x - bw / 2), w - margin - bw)
+    box = (left, top, left + bw, top + bh)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    lw = max(2, round(min(w, h) / 160))
+    if target is None:
+        target = (cx + bw * 0.15, min(h * 0.98, box[3] + h * 0.12))
+    tx, ty = target
+    # The tail: from the lower part of the balloon toward the speaker, stopping short.
+    reach = 0.6 if ty > box[3] else 0.3
+    tip = (cx + (tx - cx) * reach, box[3] + max(h * 0.04, (ty - box[3]) * reach))
+    base_half = max(bw * 0.07, h * 0.012)
+    base_y = cy + bh * 0.3
+    tail = [(cx - base_half, base_y), (cx + base_half, base_y), tip]
+    draw.polygon(tail, fill=INK, outline=INK, width=lw * 2)
+    draw.ellipse(box, fill=INK)
+    draw.ellipse((box[0] + lw, box[1] + lw, box[2] - lw, box[3] - lw), fill=PAPER)
+    draw.polygon(tail, fill=PAPER)
+    line_h = text_h / max(1, len(lines))
+    y = cy - text_h / 2
+    for i, line in enumerate(lines):
+        lx = cx - face.getlength(line) / 2
+        draw.text((lx, y + i * line_h), line, font=face, fill=INK)
+    return box[3]
+
+
+def letter(img: Image.Image, panel: Panel) -> None:
+    """Letter the panel's caption and balloons onto ``img`` in place."""
+    w, h = img.size
+    draw = ImageDraw.Draw(img)
+    bottom = 0.0
+    if panel.caption:
+        bottom = _caption(draw, panel.caption, w, h, full_width=not panel.balloons)
+    if not panel.balloons:
+        return
+    heads = {fig.name: fig for fig in figure_layout(panel, w, h)}
+    n = len(panel.balloons)
+    top = bottom + h * 0.03 if bottom else h * 0.04
+    max_width = w * (0.48 if n > 1 else 0.66)
+    for i, balloon in enumerate(panel.balloons):
+        fig = heads.get(balloon.speaker or "") or (heads.get("") if not balloon.speaker else None)
+        target = None
+        if fig is not None:
+            hx, hy = fig.head_centre
+            target = (hx, hy - fig.head_radius * 1.2)
+        anchor = target[0] if target else w * 0.5
+        if n > 1:
+            anchor = w * (0.27 if i % 2 == 0 else 0.73)
+        if fig is not None and n > 1:
+            anchor = (anchor * 2 + fig.x) / 3
+        balloon_bottom = _balloon(draw, balloon.text, anchor, top, w, h, max_width, target)
+        # Balloons read left to right, top to bottom: the next one sits a little lower.
+        top = top + (balloon_bottom - top) * 0.55
+
+
+def to_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+class LocalProvider:
+    """Draws panels on this machine; the same panel always gives the same bytes."""
+
+    name = "local"
+
+    def __init__(self, supersample: int = 2) -> None:
+        self.supersample = max(1, supersample)
+
+    def render_image(
+        self, panel: Panel, width: int, height: int, *, lettering: bool = True
+    ) -> Image.Image:
+        if width < 16 or height < 16:
+            raise ValueError(f"panel size {width}x{height} is too small to draw")
+        s = self.supersample if width * height <= 1_000_000 else 1
+        img = draw_art(panel, width * s, height * s)
+        if lettering:
+            letter(img, panel)
+        if s > 1:
+            img = img.reduce(s)
+        return img
+
+    def render(self, panel: Panel, width: int, height: int) -> bytes:
+        return to_png(self.render_image(panel, width, height))
