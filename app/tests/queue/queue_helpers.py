@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as redis
+from morpheus.db import repository
+from morpheus.db.models import Comic
+from morpheus.db.session import session_scope
 from morpheus.settings import Settings, env_name
 from pydantic import SecretStr
 
@@ -108,3 +111,59 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+# A tiny novel (two chapters, eight panels) and small sizes, so a whole comic takes
+# well under a second to make.
+TINY_NOVEL = """Chapter 1: The Harbour
+
+The ship came into the harbour at dawn. Mara stood on the deck and watched the gulls.
+
+"We are late," said Tom.
+
+"We are alive," Mara said. "That is enough."
+
+* * *
+
+That night the lanterns burned in the tavern. Tom counted the coins on the table.
+
+"Enough for a week," he said.
+
+Chapter 2: The Road
+
+The road climbed into the hills. Mara walked ahead, and Tom followed with the bags.
+
+"How far?" asked Tom.
+
+"Two days," said Mara.
+"""
+TINY_PANELS = 8
+SMALL_OPTIONS = {"panel_width": 80, "panel_height": 60, "page_width": 124, "page_height": 176}
+
+
+def create_tiny_comic(settings: Settings, title: str = "The Harbour") -> str:
+    """A queued comic of the tiny novel; returns its id."""
+    with session_scope(settings) as session:
+        comic = repository.create_comic(
+            session, title=title, source_text=TINY_NOVEL, options=SMALL_OPTIONS
+        )
+        return str(comic.id)
+
+
+def load_comic(settings: Settings, comic_id: str) -> Comic:
+    with session_scope(settings) as session:
+        comic = repository.get_comic(session, comic_id)
+        assert comic is not None
+        return comic
+
+
+def load_pages(settings: Settings, comic_id: str) -> list[tuple[int, str, int, int]]:
+    with session_scope(settings) as session:
+        return [
+            (page.number, page.storage_key, page.width, page.height)
+            for page in repository.list_pages(session, comic_id)
+        ]
+
+
+async def comic_status(settings: Settings, comic_id: str) -> Comic:
+    return await asyncio.to_thread(load_comic, settings, comic_id)
