@@ -1,0 +1,102 @@
+"""API keys for programmatic clients and per-client rate limits, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from morpheus.api.context import AppContext, get_context
+from morpheus.api.metrics import RATE_LIMITED
+from morpheus.api.services import authenticate_api_key
+from morpheus.db.models import ApiKey
+
+MINUTE = 60
+HOUR = 3600
+
+
+def presented_api_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    header = request.headers.get("x-api-key", "").strip()
+    return header or None
+
+
+def client_address(request: Request) -> str:
+    """The client's address (the proxy-headers middleware has already applied X-Forwarded-For
+    when, and only when, the peer is a trusted proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def enforce_limit(
+    ctx: AppContext, request: Request, name: str, key: str, *, limit: int, window: int
+) -> None:
+    """Count a hit; raise 429 with Retry-After when the limit is used up."""
+    decision = await ctx.limiter.hit(name, key, limit=limit, window=window)
+    if not decision.allowed:
+        site = getattr(request.app.state, "site", "root")
+        RATE_LIMITED.labels(site, name).inc()
+        raise HTTPException(
+            status_code=429,
+            detail="Too many requests; please slow down.",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+
+
+async def require_api_key(
+    request: Request, ctx: Annotated[AppContext, Depends(get_context)]
+) -> ApiKey:
+    """The caller's active API key (401 otherwise), counted against its request limit."""
+    presented = presented_api_key(request)
+    if presented is None:
+        raise HTTPException(
+            status_code=401,
+            detail="An API key is required (Authorization: Bearer <key> or X-API-Key).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    api_key = await authenticate_api_key(ctx, presented)
+    if api_key is None:
+        raise HTTPException(
+            status_code=401,
+            detail="The API key is not valid.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    await enforce_limit(
+        ctx,
+        request,
+        "api",
+        str(api_key.id),
+        limit=ctx.settings.rate_limit_requests_per_minute,
+        window=MINUTE,
+    )
+    return api_key
+
+
+async def limit_by_address(
+    request: Request, ctx: Annotated[AppContext, Depends(get_context)]
+) -> None:
+    """Per-address request limit for the anonymous sites."""
+    site = getattr(request.app.state, "site", "web")
+    await enforce_limit(
+        ctx,
+        request,
+        f"{site}-requests",
+        client_address(request),
+        limit=ctx.settings.rate_limit_requests_per_minute,
+        window=MINUTE,
+    )
+
+
+async def limit_submissions(ctx: AppContext, request: Request, who: str) -> None:
+    """Per-client limit on novels submitted (an address or an API key id)."""
+    await enforce_limit(
+        ctx,
+        request,
+        "submissions",
+        who,
+        limit=ctx.settings.rate_limit_submissions_per_hour,
+        window=HOUR,
+    )

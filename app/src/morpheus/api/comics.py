@@ -1,0 +1,165 @@
+"""The JSON API for programmatic clients: submit a novel, follow it, fetch the comic."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
+
+from morpheus.api import services
+from morpheus.api.auth import limit_submissions, require_api_key
+from morpheus.api.context import AppContext, get_context
+from morpheus.api.submissions import read_submission
+from morpheus.db.models import ApiKey, Comic, ComicStatus
+
+router = APIRouter(prefix="/v1/comics", tags=["comics"])
+
+Context = Annotated[AppContext, Depends(get_context)]
+Key = Annotated[ApiKey, Depends(require_api_key)]
+
+PAGE_CACHE_CONTROL = "private, max-age=86400"
+
+
+class ComicLinks(BaseModel):
+    self: str
+    cancel: str
+    pages: list[str]
+    pdf: str | None
+    cbz: str | None
+
+
+class ComicStatusOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    status: str
+    stage: str
+    progress: float
+    attempts: int
+    word_count: int
+    page_count: int | None
+    timings: dict[str, float]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: ComicLinks
+
+
+class Accepted(BaseModel):
+    id: uuid.UUID
+    status: str
+    status_url: str
+
+
+def comic_url(comic_id: uuid.UUID | str) -> str:
+    return f"/v1/comics/{comic_id}"
+
+
+def status_body(comic: Comic, page_numbers: list[int]) -> ComicStatusOut:
+    base = comic_url(comic.id)
+    done = comic.status == ComicStatus.COMPLETED.value
+    return ComicStatusOut(
+        id=comic.id,
+        title=comic.title,
+        status=comic.status,
+        stage=comic.stage,
+        progress=comic.progress,
+        attempts=comic.attempts,
+        word_count=comic.word_count,
+        page_count=comic.page_count,
+        timings=dict(comic.timings or {}),
+        error=comic.error,
+        created_at=comic.created_at,
+        started_at=comic.started_at,
+        finished_at=comic.finished_at,
+        links=ComicLinks(
+            self=base,
+            cancel=f"{base}/cancel",
+            pages=[f"{base}/pages/{n}" for n in page_numbers] if done else [],
+            pdf=f"{base}.pdf" if done else None,
+            cbz=f"{base}.cbz" if done else None,
+        ),
+    )
+
+
+def binary_response(request: Request, data: bytes, media_type: str, **headers: str) -> Response:
+    """Bytes with an ETag; answers 304 when the client already has them."""
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    common = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL, **headers}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=common)
+    return Response(content=data, media_type=media_type, headers=common)
+
+
+@router.post("", status_code=202, response_model=Accepted)
+async def submit(request: Request, response: Response, ctx: Context, api_key: Key) -> Accepted:
+    """Submit a novel as JSON ``{"title", "text", "style"}`` or as a multipart upload
+    (fields ``title``, ``file`` (.txt/.md/.epub) or ``text``, ``page_format``)."""
+    await limit_submissions(ctx, request, f"key:{api_key.id}")
+    upload = await read_submission(request, ctx.settings.max_upload_bytes)
+    comic = await services.submit_comic(
+        ctx,
+        services.Submission(
+            title=upload.title,
+            data=upload.data,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            options=upload.style.to_options(),
+            api_key_id=api_key.id,
+            client_addr=request.client.host if request.client else None,
+        ),
+    )
+    url = comic_url(comic.id)
+    response.headers["Location"] = url
+    return Accepted(id=comic.id, status=comic.status, status_url=url)
+
+
+@router.get("/{comic_id:uuid}.pdf", response_class=Response)
+async def pdf(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
+    data = await services.archive(ctx, str(comic_id), "pdf", api_key)
+    disposition = f'attachment; filename="comic-{comic_id}.pdf"'
+    return binary_response(request, data, "application/pdf", **{"Content-Disposition": disposition})
+
+
+@router.get("/{comic_id:uuid}.cbz", response_class=Response)
+async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
+    data = await services.archive(ctx, str(comic_id), "cbz", api_key)
+    disposition = f'attachment; filename="comic-{comic_id}.cbz"'
+    return binary_response(
+        request, data, "application/vnd.comicbook+zip", **{"Content-Disposition": disposition}
+    )
+
+
+@router.get("/{comic_id:uuid}", response_model=ComicStatusOut)
+async def status(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> ComicStatusOut:
+    view = await services.get_comic(ctx, str(comic_id), api_key)
+    return status_body(view.comic, [page.number for page in view.pages])
+
+
+@router.get("/{comic_id:uuid}/pages/{number:int}", response_class=Response)
+async def page(
+    comic_id: uuid.UUID, number: int, request: Request, ctx: Context, api_key: Key
+) -> Response:
+    data = await services.page_image(ctx, str(comic_id), number, api_key)
+    return binary_response(request, data, "image/png")
+
+
+async def _cancel(comic_id: uuid.UUID, ctx: AppContext, api_key: ApiKey) -> dict[str, Any]:
+    comic = await services.cancel_comic(ctx, str(comic_id), api_key)
+    return {"id": str(comic.id), "status": comic.status, "status_url": comic_url(comic.id)}
+
+
+@router.post("/{comic_id:uuid}/cancel", status_code=202)
+async def cancel(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> dict[str, Any]:
+    """Cancel a queued or running comic (409 when it has already finished)."""
+    return await _cancel(comic_id, ctx, api_key)
+
+
+@router.delete("/{comic_id:uuid}", status_code=202)
+async def delete(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> dict[str, Any]:
+    """Same as ``POST /v1/comics/{id}/cancel``."""
+    return await _cancel(comic_id, ctx, api_key)

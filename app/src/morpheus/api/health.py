@@ -1,0 +1,88 @@
+"""Liveness, readiness and the Prometheus endpoint, answered on every host name."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from morpheus import __version__
+from morpheus.api.checks import check_postgres, check_redis
+from morpheus.api.context import AppContext, get_context
+from morpheus.api.metrics import render_metrics
+from morpheus.logging import get_logger
+from morpheus.queue.metrics import refresh_queue_gauges
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["health"])
+
+Context = Annotated[AppContext, Depends(get_context)]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def _checks(ctx: AppContext) -> dict[str, str]:
+    async def run(name: str, check: Any) -> tuple[str, str]:
+        try:
+            await check
+        except Exception as exc:
+            log.warning("readiness check failed", check=name, error=repr(exc))
+            return name, "unavailable"
+        return name, "ok"
+
+    results = await asyncio.gather(
+        run("postgresql", check_postgres(ctx.engine)),
+        run("redis", check_redis(ctx.redis)),
+    )
+    return dict(results)
+
+
+@router.get("/health/live")
+async def live() -> JSONResponse:
+    """The process answers; nothing else is touched."""
+    return JSONResponse({"status": "ok"}, headers=NO_STORE)
+
+
+@router.get("/health/ready")
+async def ready(ctx: Context) -> JSONResponse:
+    """PostgreSQL and Redis answer; 503 naming each one that does not."""
+    checks = await _checks(ctx)
+    failed = sorted(name for name, state in checks.items() if state != "ok")
+    body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return JSONResponse(body, status_code=503 if failed else 200, headers=NO_STORE)
+
+
+@router.get("/health")
+async def summary(ctx: Context) -> JSONResponse:
+    """Version, release and the state of each dependency (always 200: readiness gates)."""
+    checks = await _checks(ctx)
+    healthy = all(state == "ok" for state in checks.values())
+    return JSONResponse(
+        {
+            "status": "ok" if healthy else "degraded",
+            "version": __version__,
+            "release_id": ctx.settings.release_id,
+            "environment": ctx.settings.environment,
+            "checks": checks,
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, ctx: Context) -> Response:
+    """Prometheus exposition; refused on the public host names (scrape the pod directly)."""
+    host = (request.headers.get("host") or "").split(":")[0].lower()
+    public = {ctx.settings.storefront_host, ctx.settings.dashboard_host, ctx.settings.api_host}
+    if host in {name.lower() for name in public}:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    try:
+        await refresh_queue_gauges(ctx.settings)
+    except Exception as exc:
+        log.warning("queue depth unavailable for metrics", error=repr(exc))
+    body, content_type = render_metrics()
+    return Response(content=body, media_type=content_type, headers=NO_STORE)

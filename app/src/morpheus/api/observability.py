@@ -1,0 +1,46 @@
+"""Error reporting to Sentry when a DSN is configured (off otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sentry_sdk
+
+from morpheus import __version__
+from morpheus.logging import REDACTED, is_secret_key, redact_text
+from morpheus.settings import Settings
+
+
+def scrub_event(event: dict[str, Any], _hint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Remove secrets from an event before it leaves the process."""
+
+    def clean(value: Any, depth: int = 0) -> Any:
+        if depth > 8:
+            return value
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if is_secret_key(k) else clean(v, depth + 1) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [clean(v, depth + 1) for v in value]
+        if isinstance(value, str):
+            return redact_text(value)
+        return value
+
+    return clean(event)  # type: ignore[no-any-return]
+
+
+def init_sentry(settings: Settings) -> bool:
+    """Start the Sentry client when ``sentry_dsn`` is set; return whether it is on."""
+    if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value().strip():
+        return False
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        environment=settings.environment,
+        release=f"morpheus@{__version__}+{settings.release_id}",
+        send_default_pii=False,
+        traces_sample_rate=0.0,
+        before_send=scrub_event,  # type: ignore[arg-type]
+        shutdown_timeout=2,
+    )
+    return True

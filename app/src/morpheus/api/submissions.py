@@ -1,0 +1,208 @@
+"""Read a novel submission from a request: JSON or multipart, never past the size limit.
+
+The body is counted while it arrives: a declared Content-Length over the limit is
+refused before reading anything, and a body that grows past it is refused at the chunk
+that crosses the line, so an oversized upload is never buffered whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from morpheus.api.services import Rejected
+
+# Room for the form fields, multipart boundaries or JSON quoting around the novel itself.
+ENVELOPE_BYTES = 64 * 1024
+MAX_TITLE_LENGTH = 300
+
+
+# Page formats in pixels at 150 dpi: what the page composer draws on.
+PAGE_FORMATS: dict[str, tuple[int, int]] = {
+    "a4": (1240, 1754),
+    "letter": (1275, 1650),
+    "a5": (874, 1240),
+}
+MIN_SIZE, MAX_SIZE = 16, 4096
+
+
+class StyleOptions(BaseModel):
+    """How the comic is drawn: a page format, or explicit page and panel sizes (pixels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_format: Literal["a4", "letter", "a5"] = "a4"
+    page_width: int | None = Field(default=None, ge=MIN_SIZE, le=MAX_SIZE)
+    page_height: int | None = Field(default=None, ge=MIN_SIZE, le=MAX_SIZE)
+    panel_width: int | None = Field(default=None, ge=MIN_SIZE, le=MAX_SIZE)
+    panel_height: int | None = Field(default=None, ge=MIN_SIZE, le=MAX_SIZE)
+
+    def to_options(self) -> dict[str, int | str]:
+        """The comic's stored options, as the comic job reads them."""
+        width, height = PAGE_FORMATS[self.page_format]
+        options: dict[str, int | str] = {
+            "page_format": self.page_format,
+            "page_width": self.page_width or width,
+            "page_height": self.page_height or height,
+        }
+        if self.panel_width:
+            options["panel_width"] = self.panel_width
+        if self.panel_height:
+            options["panel_height"] = self.panel_height
+        return options
+
+
+class ComicRequest(BaseModel):
+    """A novel sent as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=MAX_TITLE_LENGTH)
+    text: str
+    style: StyleOptions = Field(default_factory=StyleOptions)
+
+
+class NovelUpload(BaseModel):
+    """A parsed submission: what goes to :func:`services.submit_comic`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    title: str
+    data: bytes
+    filename: str | None
+    content_type: str | None
+    style: StyleOptions
+    # The form's text fields as typed (to show the form again after a refusal).
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
+def body_limit(max_upload_bytes: int) -> int:
+    return max_upload_bytes + ENVELOPE_BYTES
+
+
+def _too_large(limit: int) -> Rejected:
+    return Rejected(
+        f"The request is larger than the {limit // 1024} KiB we accept for a novel.",
+        status_code=413,
+    )
+
+
+def limited_receive(request: Request, limit: int) -> Receive:
+    """The request's ``receive``, raising 413 once more than ``limit`` bytes arrived."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    received = 0
+    receive = request.receive
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return counting_receive
+
+
+async def read_json(request: Request, limit: int) -> NovelUpload:
+    receive = limited_receive(request, limit)
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejected("The request was interrupted.", status_code=400)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    try:
+        payload: Any = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected("The body is not valid JSON.", status_code=422) from None
+    try:
+        parsed = ComicRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise Rejected(describe(exc), status_code=422) from None
+    return NovelUpload(
+        title=parsed.title.strip(),
+        data=parsed.text.encode("utf-8"),
+        filename="novel.txt",
+        content_type="text/plain",
+        style=parsed.style,
+    )
+
+
+async def read_form(request: Request, limit: int) -> NovelUpload:
+    """A multipart (or urlencoded) form: ``title``, ``file`` or ``text``, ``page_format``."""
+    limited = Request(request.scope, receive=limited_receive(request, limit))
+    async with limited.form(max_files=1, max_fields=10, max_part_size=limit) as form:
+        fields = {
+            key: value
+            for key in ("title", "text", "page_format")
+            if isinstance(value := form.get(key), str)
+        }
+        title = fields.get("title", "").strip()
+        upload = form.get("file")
+        pasted = fields.get("text")
+        style_fields = {key: fields[key] for key in ("page_format",) if fields.get(key)}
+        if isinstance(upload, UploadFile) and upload.filename:
+            data = await upload.read(limit + 1)
+            filename, content_type = upload.filename, upload.content_type
+        elif isinstance(pasted, str) and pasted.strip():
+            data, filename, content_type = pasted.encode("utf-8"), "novel.txt", "text/plain"
+        else:
+            raise Rejected(
+                "Please paste the novel's text or choose a .txt, .md or .epub file.",
+                status_code=422,
+                fields=fields,
+            )
+    if not title:
+        raise Rejected("Please give the comic a title.", status_code=422, fields=fields)
+    if len(title) > MAX_TITLE_LENGTH:
+        raise Rejected(
+            f"The title is too long (at most {MAX_TITLE_LENGTH} characters).",
+            status_code=422,
+            fields=fields,
+        )
+    try:
+        style = StyleOptions.model_validate(style_fields)
+    except ValidationError as exc:
+        raise Rejected(describe(exc), status_code=422, fields=fields) from None
+    return NovelUpload(
+        title=title,
+        data=data,
+        filename=filename,
+        content_type=content_type,
+        style=style,
+        fields=fields,
+    )
+
+
+async def read_submission(request: Request, max_upload_bytes: int) -> NovelUpload:
+    """The novel from a JSON or form body; :class:`Rejected` with 413/415/422 otherwise."""
+    limit = body_limit(max_upload_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return await read_json(request, limit)
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await read_form(request, limit)
+    raise Rejected(
+        "Send the novel as JSON (application/json) or as a form upload (multipart/form-data).",
+        status_code=415,
+    )
+
+
+def describe(error: ValidationError) -> str:
+    """One readable sentence per problem: "title: String should have at least 1 character"."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Server-rendered sites: the storefront for readers and the dashboard for operators."""

@@ -1,0 +1,212 @@
+"""The operators' dashboard: log in, list jobs, retry or cancel them, watch the queue."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from morpheus.api import services
+from morpheus.api.auth import MINUTE, client_address, enforce_limit, limit_by_address
+from morpheus.api.context import AppContext, get_context
+from morpheus.api.submissions import limited_receive
+from morpheus.db.models import User
+from morpheus.web.pages import render
+from morpheus.web.session import Session, SessionCodec, csrf_matches
+
+router = APIRouter(dependencies=[Depends(limit_by_address)])
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+FORM_LIMIT_BYTES = 16 * 1024
+PAGE_SIZE = 50
+LOGIN_ATTEMPTS_PER_MINUTE = 10
+STATUSES = ["queued", "running", "completed", "failed", "cancelled"]
+StatusFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
+NO_STORE = {"Cache-Control": "no-store"}
+NOTICES = {
+    "retried": "The comic was queued again.",
+    "cancelled": "The comic was cancelled.",
+    "logged-out": "You are logged out.",
+}
+
+
+def codec(request: Request) -> SessionCodec:
+    return request.app.state.session_codec  # type: ignore[no-any-return]
+
+
+def load_session(request: Request) -> Session:
+    return codec(request).load(request)
+
+
+SessionDep = Annotated[Session, Depends(load_session)]
+
+
+async def small_form(request: Request) -> FormData:
+    """The posted form, refused with 413 past a few KiB."""
+    limited = Request(request.scope, receive=limited_receive(request, FORM_LIMIT_BYTES))
+    return await limited.form(max_files=0, max_fields=10, max_part_size=FORM_LIMIT_BYTES)
+
+
+async def checked_form(request: Request, session: SessionDep) -> FormData:
+    """The posted form after its CSRF token was checked against the session (403)."""
+    form = await small_form(request)
+    token = form.get("csrf_token")
+    if not csrf_matches(session, token if isinstance(token, str) else None):
+        raise HTTPException(
+            status_code=403,
+            detail="The form has expired or did not come from this dashboard; reload and retry.",
+        )
+    return form
+
+
+def login_page(
+    request: Request, session: Session, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    response = render(
+        request,
+        "dashboard/login.html",
+        {"csrf_token": session.csrf, "error": error, "notice": NOTICES.get(_notice(request))},
+        status_code=status_code,
+        headers=NO_STORE,
+    )
+    codec(request).save(request, response, session)
+    return response
+
+
+def _notice(request: Request) -> str:
+    return request.query_params.get("notice", "")
+
+
+class LoginRequired(Exception):
+    """No logged-in operator: answered with the login form and status 401."""
+
+
+async def require_operator(request: Request, ctx: Context, session: SessionDep) -> User:
+    if session.user_id is None:
+        raise LoginRequired
+    user = await services.active_user(ctx, session.user_id)
+    if user is None:
+        raise LoginRequired
+    return user
+
+
+Operator = Annotated[User, Depends(require_operator)]
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, session: SessionDep) -> HTMLResponse:
+    return login_page(request, session)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    ctx: Context,
+    session: SessionDep,
+    form: Annotated[FormData, Depends(checked_form)],
+) -> Response:
+    await enforce_limit(
+        ctx,
+        request,
+        "login",
+        client_address(request),
+        limit=LOGIN_ATTEMPTS_PER_MINUTE,
+        window=MINUTE,
+    )
+    username = str(form.get("username") or "")
+    password = str(form.get("password") or "")
+    user = await services.authenticate_user(ctx, username, password) if username else None
+    if user is None:
+        return login_page(request, session, error="Wrong username or password.", status_code=401)
+    # A fresh session (new CSRF token) at login: a token seen before login is worthless.
+    fresh = Session(user_id=str(user.id))
+    response = RedirectResponse("/", status_code=303)
+    codec(request).save(request, response, fresh)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, form: Annotated[FormData, Depends(checked_form)]) -> Response:
+    response = RedirectResponse("/login?notice=logged-out", status_code=303)
+    codec(request).clear(request, response)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def jobs(
+    request: Request,
+    ctx: Context,
+    session: SessionDep,
+    user: Operator,
+    status: Annotated[
+        Literal["queued", "running", "completed", "failed", "cancelled"] | None, Query()
+    ] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    comics, total = await services.list_comics(
+        ctx, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, status=status
+    )
+    counts, workers = await services.queue_overview(ctx)
+    return render(
+        request,
+        "dashboard/jobs.html",
+        {
+            "user": user,
+            "csrf_token": session.csrf,
+            "comics": comics,
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "status": status,
+            "statuses": STATUSES,
+            "counts": counts,
+            "workers": workers,
+            "notice": NOTICES.get(_notice(request)),
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.get("/comics/{comic_id:uuid}", response_class=HTMLResponse)
+async def detail(
+    comic_id: uuid.UUID, request: Request, ctx: Context, session: SessionDep, user: Operator
+) -> HTMLResponse:
+    view = await services.get_comic(ctx, str(comic_id), services.OPERATOR)
+    return render(
+        request,
+        "dashboard/comic.html",
+        {
+            "user": user,
+            "csrf_token": session.csrf,
+            "comic": view.comic,
+            "pages": view.pages,
+            "notice": NOTICES.get(_notice(request)),
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.post("/comics/{comic_id:uuid}/retry")
+async def retry(
+    comic_id: uuid.UUID,
+    ctx: Context,
+    user: Operator,
+    form: Annotated[FormData, Depends(checked_form)],
+) -> Response:
+    await services.retry_comic(ctx, str(comic_id))
+    return RedirectResponse(f"/comics/{comic_id}?notice=retried", status_code=303)
+
+
+@router.post("/comics/{comic_id:uuid}/cancel")
+async def cancel(
+    comic_id: uuid.UUID,
+    ctx: Context,
+    user: Operator,
+    form: Annotated[FormData, Depends(checked_form)],
+) -> Response:
+    await services.cancel_comic(ctx, str(comic_id), services.OPERATOR)
+    return RedirectResponse(f"/comics/{comic_id}?notice=cancelled", status_code=303)

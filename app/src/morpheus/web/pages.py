@@ -1,0 +1,85 @@
+"""Shared pieces of the two sites: rendering and HTML error pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from morpheus.api.services import ServiceError
+from morpheus.web.templating import make_templates
+
+templates = make_templates()
+
+ERROR_TITLES = {
+    400: "Bad request",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    409: "Not ready yet",
+    413: "Too large",
+    415: "Unsupported upload",
+    422: "Please check your input",
+    429: "Too many requests",
+    503: "Temporarily unavailable",
+}
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    site = getattr(request.app.state, "site", "storefront")
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"site": site, **(context or {})},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def error_page(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        {"title": ERROR_TITLES.get(status_code, "Something went wrong"), "message": message},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def install_error_pages(app: FastAPI) -> None:
+    """Answer errors on a site with an HTML page instead of JSON."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "The request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "There is nothing at this address."
+        return error_page(request, exc.status_code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> HTMLResponse:
+        return error_page(request, exc.status_code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        return error_page(request, 422, "The request was not understood.")
+
+
+async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
+    """401 with the login form (no data of the page that was asked for)."""
+    from morpheus.web.dashboard import load_session, login_page
+
+    return login_page(request, load_session(request), status_code=401)

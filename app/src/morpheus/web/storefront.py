@@ -1,0 +1,126 @@
+"""The storefront: submit a novel, watch it become a comic, read it, download it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from morpheus.api import services
+from morpheus.api.auth import client_address, limit_by_address, limit_submissions
+from morpheus.api.comics import binary_response
+from morpheus.api.context import AppContext, get_context
+from morpheus.api.submissions import read_submission
+from morpheus.db.models import ComicStatus
+from morpheus.web.pages import render
+
+router = APIRouter(dependencies=[Depends(limit_by_address)])
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+REFRESH_SECONDS = 3
+PAGE_FORMAT_LABELS = {"a4": "A4", "letter": "US Letter", "a5": "A5 (small)"}
+
+
+def _form_context(ctx: AppContext, **values: object) -> dict[str, object]:
+    return {
+        "page_formats": PAGE_FORMAT_LABELS,
+        "max_upload_mib": round(ctx.settings.max_upload_bytes / (1024 * 1024), 1),
+        "form": {"title": "", "text": "", "page_format": "a4", **values},
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, ctx: Context) -> HTMLResponse:
+    return render(request, "storefront/index.html", _form_context(ctx))
+
+
+@router.post("/comics", response_class=HTMLResponse)
+async def submit(request: Request, ctx: Context) -> Response:
+    """Take the form; on a refused novel show the form again with what was typed."""
+    address = client_address(request)
+    await limit_submissions(ctx, request, f"addr:{address}")
+    upload = None
+    try:
+        upload = await read_submission(request, ctx.settings.max_upload_bytes)
+        comic = await services.submit_comic(
+            ctx,
+            services.Submission(
+                title=upload.title,
+                data=upload.data,
+                filename=upload.filename,
+                content_type=upload.content_type,
+                options=upload.style.to_options(),
+                client_addr=address,
+            ),
+        )
+    except services.ServiceError as exc:
+        kept = upload.fields if upload is not None else exc.fields
+        kept = {k: v for k, v in kept.items() if k in ("title", "text", "page_format")}
+        return render(
+            request,
+            "storefront/index.html",
+            {**_form_context(ctx, **kept), "error": exc.message},
+            status_code=exc.status_code,
+        )
+    return RedirectResponse(f"/comics/{comic.id}", status_code=303)
+
+
+@router.get("/comics/{comic_id:uuid}", response_class=HTMLResponse)
+async def status(comic_id: uuid.UUID, request: Request, ctx: Context) -> HTMLResponse:
+    view = await services.get_comic(ctx, str(comic_id))
+    comic = view.comic
+    in_progress = comic.status in (ComicStatus.QUEUED.value, ComicStatus.RUNNING.value)
+    return render(
+        request,
+        "storefront/status.html",
+        {
+            "comic": comic,
+            "refresh": REFRESH_SECONDS if in_progress else None,
+            "percent": round((comic.progress or 0) * 100),
+            "done": comic.status == ComicStatus.COMPLETED.value,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/comics/{comic_id:uuid}/read/{number:int}", response_class=HTMLResponse)
+async def read(comic_id: uuid.UUID, number: int, request: Request, ctx: Context) -> HTMLResponse:
+    view = await services.get_comic(ctx, str(comic_id))
+    if view.comic.status != ComicStatus.COMPLETED.value:
+        return RedirectResponse(f"/comics/{comic_id}", status_code=303)  # type: ignore[return-value]
+    numbers = sorted(page.number for page in view.pages)
+    if number not in numbers:
+        raise services.NotFound(f"This comic has no page {number}.")
+    position = numbers.index(number)
+    page = next(p for p in view.pages if p.number == number)
+    return render(
+        request,
+        "storefront/read.html",
+        {
+            "comic": view.comic,
+            "page": page,
+            "number": number,
+            "total": len(numbers),
+            "previous": numbers[position - 1] if position > 0 else None,
+            "next": numbers[position + 1] if position + 1 < len(numbers) else None,
+        },
+    )
+
+
+@router.get("/comics/{comic_id:uuid}/pages/{number:int}.png", response_class=Response)
+async def page_image(comic_id: uuid.UUID, number: int, request: Request, ctx: Context) -> Response:
+    data = await services.page_image(ctx, str(comic_id), number)
+    return binary_response(request, data, "image/png")
+
+
+@router.get("/comics/{comic_id:uuid}/comic.{kind:str}", response_class=Response)
+async def download(comic_id: uuid.UUID, kind: str, request: Request, ctx: Context) -> Response:
+    media_types = {"pdf": "application/pdf", "cbz": "application/vnd.comicbook+zip"}
+    if kind not in media_types:
+        raise services.NotFound("Comics can be downloaded as PDF or CBZ.")
+    data = await services.archive(ctx, str(comic_id), kind)
+    disposition = f'attachment; filename="comic-{comic_id}.{kind}"'
+    return binary_response(request, data, media_types[kind], **{"Content-Disposition": disposition})
