@@ -1,0 +1,266 @@
+"""Real ``morpheus worker`` processes: kill -9, SIGTERM drains, Redis restarts, /metrics.
+
+Each test starts worker processes on the real PostgreSQL and Redis with short lock and
+stalled-check timings, and a test-only pause before each panel so a job of the tiny novel
+lasts long enough to be interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as redis
+from morpheus.queue import client as queue_client
+from morpheus.settings import Settings
+from morpheus.storage import get_storage
+from queue_helpers import (
+    TINY_PANELS,
+    WorkerProcess,
+    comic_status,
+    create_tiny_comic,
+    load_comic,
+    load_pages,
+    queue_events,
+    settings_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings, str], WorkerProcess]]:
+    """Starts worker processes with the given settings; kills what is left at the end."""
+    secrets = tmp_path / "worker-secrets"
+    secrets.mkdir()
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, name: str) -> WorkerProcess:
+        worker = WorkerProcess(settings_env(settings, str(secrets)), tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _slow(settings: Settings, **more: object) -> Settings:
+    return settings.model_copy(update={"test_panel_delay_seconds": 0.3, **more})
+
+
+async def _rendering(settings: Settings, comic_id: str) -> None:
+    await wait_for(
+        lambda: comic_status(settings, comic_id),
+        lambda comic: comic.stage == "render" and comic.progress > 0.1,
+        timeout=30,
+        what=f"comic {comic_id} to be rendering",
+    )
+
+
+async def _completed(settings: Settings, comic_id: str, timeout: float = 60) -> None:
+    await wait_for(
+        lambda: comic_status(settings, comic_id),
+        lambda comic: comic.status == "completed",
+        timeout=timeout,
+        what=f"comic {comic_id} to complete",
+    )
+
+
+def _assert_one_set_of_pages(settings: Settings, comic_id: str) -> None:
+    comic = load_comic(settings, comic_id)
+    pages = load_pages(settings, comic_id)
+    storage = get_storage(settings)
+    assert comic.page_count == len(pages) > 0
+    assert [number for number, *_ in pages] == list(range(1, len(pages) + 1))
+    assert len(storage.list_keys(f"comics/{comic_id}/pages/")) == len(pages)
+    assert len(storage.list_keys(f"comics/{comic_id}/panels/")) == TINY_PANELS
+
+
+async def test_kill_9_mid_job_then_another_worker_completes_it_once(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    settings = _slow(queue_settings)
+    comic_id = create_tiny_comic(settings)
+    first = start_worker(settings, "first")
+    await queue_client.enqueue_comic(settings, comic_id)
+    await _rendering(settings, comic_id)
+
+    first.signal(signal.SIGKILL)
+    assert await first.wait(10) == -signal.SIGKILL
+    assert await queue_client.job_state(settings, comic_id) == "active"  # held by the dead
+
+    second = start_worker(settings, "second")
+    await _completed(settings, comic_id)
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+
+    comic = load_comic(settings, comic_id)
+    assert comic.attempts == 2
+    _assert_one_set_of_pages(settings, comic_id)
+    events = [
+        f for _, f in await queue_events(redis_client, settings) if f.get("jobId") == comic_id
+    ]
+    assert [e["event"] for e in events].count("stalled") == 1
+    assert [e["event"] for e in events].count("completed") == 1
+    assert await queue_client.job_state(settings, comic_id) == "completed"
+
+
+async def test_sigterm_finishes_the_job_in_hand_takes_no_new_one_and_exits_0(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    port = free_port()
+    settings = _slow(queue_settings, worker_metrics_port=port, shutdown_grace_seconds=60)
+    first, second = create_tiny_comic(settings, "First"), create_tiny_comic(settings, "Second")
+    worker = start_worker(settings, "worker")
+    await queue_client.enqueue_comic(settings, first)
+    await _rendering(settings, first)
+    await queue_client.enqueue_comic(settings, second)
+
+    # The worker's /metrics shows the queue: one job active, one waiting; and the stage
+    # histogram of the job in hand.
+    async def scrape() -> str:
+        try:
+            response = await asyncio.to_thread(
+                httpx.get, f"http://127.0.0.1:{port}/metrics", timeout=5
+            )
+        except httpx.HTTPError:
+            return ""
+        return response.text
+
+    page = await wait_for(
+        scrape,
+        lambda text: (
+            'morpheus_queue_jobs{state="waiting"} 1.0' in text
+            and 'morpheus_queue_jobs{state="active"} 1.0' in text
+        ),
+        timeout=15,
+        what="queue gauges on /metrics",
+    )
+    assert 'morpheus_job_stage_seconds_count{stage="segment"} 1.0' in page
+
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait(60) == 0, worker.output()
+
+    assert load_comic(settings, first).status == "completed"
+    _assert_one_set_of_pages(settings, first)
+    untouched = load_comic(settings, second)
+    assert (untouched.status, untouched.attempts) == ("queued", 0)
+    assert await queue_client.job_state(settings, second) == "waiting"
+    assert await queue_client.live_workers(settings) == []
+
+
+async def test_sigterm_past_the_grace_period_requeues_and_another_worker_completes(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # A long lock: the job must come back through the requeue, not the stalled check.
+    settings = _slow(queue_settings, shutdown_grace_seconds=0.5, worker_lock_seconds=120)
+    comic_id = create_tiny_comic(settings)
+    first = start_worker(settings, "first")
+    await queue_client.enqueue_comic(settings, comic_id)
+    await _rendering(settings, comic_id)
+
+    first.signal(signal.SIGTERM)
+    assert await first.wait(20) == 0, first.output()
+    assert await queue_client.job_state(settings, comic_id) == "waiting"
+    assert load_comic(settings, comic_id).status == "running"
+    assert "job moved back to the queue" in first.output()
+
+    second = start_worker(settings, "second")
+    await _completed(settings, comic_id)
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+    assert load_comic(settings, comic_id).attempts == 2
+    _assert_one_set_of_pages(settings, comic_id)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Starts a throw-away redis-server on a random port (again after a stop)."""
+    if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
+        pytest.skip(f"redis-server is not installed ({REDIS_SERVER} missing)")
+    binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else str(shutil.which("redis-server"))
+    port = free_port()
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        servers.append(server)
+        return server
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
+
+
+async def test_worker_reconnects_after_redis_restarts(
+    queue_settings: Settings, private_redis, start_worker
+) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}/0"
+    settings = queue_settings.model_copy(update={"redis_url": url})
+    server = private_redis()
+    client = redis.from_url(url)
+    await wait_for(_ping(client), bool, timeout=10, what="the private redis-server")
+    worker = start_worker(settings, "worker")
+
+    before = create_tiny_comic(settings, "Before")
+    await queue_client.enqueue_comic(settings, before)
+    await _completed(settings, before)
+
+    server.terminate()
+    server.wait(10)
+    await asyncio.sleep(1.0)
+    private_redis()
+    await wait_for(_ping(client), bool, timeout=10, what="the restarted redis-server")
+    await client.aclose()
+
+    after = create_tiny_comic(settings, "After")
+    await queue_client.enqueue_comic(settings, after)
+    await _completed(settings, after, timeout=90)
+    assert worker.proc.poll() is None
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait(30) == 0, worker.output()
+
+
+def _ping(client: redis.Redis) -> Callable[[], object]:
+    async def ping() -> bool:
+        try:
+            return bool(await client.ping())
+        except redis.RedisError:
+            return False
+
+    return ping
