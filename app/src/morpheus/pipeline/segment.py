@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 CAPTION_MAX_CHARS = 180
 BALLOON_MAX_CHARS = 110
@@ -40,6 +41,41 @@ class Panel:
     seed: int
     setting: str = DEFAULT_SETTING
     time_of_day: str = DEFAULT_TIME
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (sent to remote renderers)."""
+        return {
+            "number": self.number,
+            "chapter": self.chapter,
+            "scene": self.scene,
+            "caption": self.caption,
+            "balloons": [{"speaker": b.speaker, "text": b.text} for b in self.balloons],
+            "characters": list(self.characters),
+            "seed": self.seed,
+            "setting": self.setting,
+            "time_of_day": self.time_of_day,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Panel:
+        """The inverse of :meth:`to_dict`; raises ``ValueError`` on a malformed dict."""
+        try:
+            return cls(
+                number=int(data["number"]),
+                chapter=int(data.get("chapter", 1)),
+                scene=int(data.get("scene", 1)),
+                caption=(str(data["caption"]) if data.get("caption") else None),
+                balloons=[
+                    Balloon(speaker=b.get("speaker"), text=str(b["text"]))
+                    for b in data.get("balloons", [])
+                ],
+                characters=[str(c) for c in data.get("characters", [])],
+                seed=int(data["seed"]),
+                setting=str(data.get("setting", DEFAULT_SETTING)),
+                time_of_day=str(data.get("time_of_day", DEFAULT_TIME)),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a panel: {exc}") from None
 
 
 @dataclass

@@ -14,10 +14,11 @@ class ProviderError(Exception):
     limit, a time-out) or never will (a rejected key, a malformed answer).
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, outcome: str = "error") -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.outcome = outcome  # a short label for metrics: timeout, job_failed, ...
 
 
 class PanelProvider(Protocol):
