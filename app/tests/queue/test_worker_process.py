@@ -122,6 +122,34 @@ async def test_kill_9_mid_job_then_another_worker_completes_it_once(
     assert await queue_client.job_state(settings, comic_id) == "completed"
 
 
+async def test_job_that_stalls_too_often_is_failed_in_postgresql(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # With no stall allowed, the job of a worker killed mid-job is failed by BullMQ's
+    # stalled check instead of run again; the comic must not stay "running" for ever.
+    settings = _slow(queue_settings, worker_max_stalled_count=0)
+    comic_id = create_tiny_comic(settings)
+    first = start_worker(settings, "first")
+    await queue_client.enqueue_comic(settings, comic_id)
+    await _rendering(settings, comic_id)
+    first.signal(signal.SIGKILL)
+    assert await first.wait(10) == -signal.SIGKILL
+
+    second = start_worker(settings, "second")
+    comic = await wait_for(
+        lambda: comic_status(settings, comic_id),
+        lambda comic: comic.status == "failed",
+        timeout=30,
+        what="the comic to fail",
+    )
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+    assert comic.error is not None
+    assert comic.error.startswith("job stalled more than allowable limit")
+    assert comic.attempts == 1
+    assert await queue_client.job_state(settings, comic_id) == "failed"
+
+
 async def test_sigterm_finishes_the_job_in_hand_takes_no_new_one_and_exits_0(
     queue_settings: Settings, redis_client: redis.Redis, start_worker
 ) -> None:

@@ -96,6 +96,7 @@ class WorkerRuntime:
         self.failed = 0
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self._requeue: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._log = log.bind(queue=settings.queue_name, pid=self.pid)
@@ -183,6 +184,20 @@ class WorkerRuntime:
         jlog.info("job finished", outcome=outcome)
         return outcome
 
+    def _on_failed(self, job: Job, error: BaseException) -> None:
+        """BullMQ ``failed`` event: record the failures the processor never saw."""
+        if not job.deferredFailure:
+            return  # the processor failed it and already recorded a final failure
+        # The stalled check failed the job without running it: its workers kept dying.
+        comic_id = str((job.data or {}).get("comic_id") or job.id)
+        message = f"{job.deferredFailure}: the workers running it died or stopped responding"
+        self.failed += 1
+        JOB_ATTEMPTS.labels(outcome="failed").inc()
+        self._log.error("job failed", comic_id=comic_id, error=message)
+        task = asyncio.ensure_future(self.handler.fail(comic_id, message))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # --- lifecycle ---------------------------------------------------------------------------
     async def serve(self) -> None:
         """Run until asked to stop, then drain. Returns after a clean drain."""
@@ -191,6 +206,7 @@ class WorkerRuntime:
             self.settings.queue_name, self.process, worker_options(self.settings, name)
         )
         self.worker.on("error", lambda err, *_: self._log.warning("queue error", error=str(err)))
+        self.worker.on("failed", self._on_failed)
         heartbeat = Heartbeat(
             self.settings, self.worker.id, self.describe, self.settings.worker_heartbeat_seconds
         )
@@ -233,7 +249,7 @@ class WorkerRuntime:
             for task in list(self._inflight.values()):
                 task.cancel()
         await close_task
-        await asyncio.gather(run_task, return_exceptions=True)
+        await asyncio.gather(run_task, *self._background, return_exceptions=True)
 
     async def _refresh_gauges(self) -> None:
         while True:
