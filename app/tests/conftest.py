@@ -72,6 +72,22 @@ def database_url() -> Iterator[str]:
         drop_database(admin_url, name)
 
 
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """SQLAlchemy URL of a new database with no tables, dropped after the test."""
+    admin_url = pg_admin_url()
+    name = f"morpheus_test_{uuid.uuid4().hex[:12]}"
+    try:
+        create_database(admin_url, name)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {admin_url}: {exc}")
+    try:
+        yield sqlalchemy_url(admin_url, name)
+    finally:
+        dispose_engines()
+        drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The Redis the tests use; each test isolates itself with a random queue/key prefix."""

@@ -1,0 +1,377 @@
+"""Repository behaviour against the real PostgreSQL: state changes, pages, users, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+from morpheus.db import repository
+from morpheus.db.models import ApiKey, Comic, Page, User
+from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session
+
+NOVEL = "It was a dark and stormy night. " * 20
+
+
+def new_comic(session: Session, **kwargs: object) -> Comic:
+    return repository.create_comic(session, title="The Storm", source_text=NOVEL, **kwargs)
+
+
+def running_comic(session: Session) -> Comic:
+    return repository.start_comic(session, new_comic(session).id)
+
+
+# --- comics -----------------------------------------------------------------------------
+
+
+def test_create_comic_stores_a_queued_comic(db_session: Session) -> None:
+    key = repository.create_api_key(db_session, "owner").api_key
+    comic = repository.create_comic(
+        db_session,
+        title="  The Storm  ",
+        source_text=NOVEL,
+        options={"style": "noir"},
+        api_key_id=key.id,
+        client_addr="203.0.113.9",
+    )
+    assert isinstance(comic.id, uuid.UUID)
+    db_session.expunge_all()
+    stored = repository.get_comic(db_session, comic.id)
+    assert stored is not None
+    assert stored.title == "The Storm"
+    assert stored.word_count == len(NOVEL.split())
+    assert (stored.status, stored.stage, stored.progress, stored.attempts) == (
+        "queued",
+        "queued",
+        0.0,
+        0,
+    )
+    assert stored.options == {"style": "noir"}
+    assert stored.timings == {}
+    assert stored.api_key_id == key.id
+    assert stored.client_addr == "203.0.113.9"
+    assert stored.created_at.tzinfo is not None
+    assert stored.started_at is None and stored.finished_at is None
+
+
+def test_source_text_loads_only_when_asked(db_session: Session) -> None:
+    comic_id = new_comic(db_session).id
+    db_session.expunge_all()
+    light = repository.get_comic(db_session, comic_id)
+    assert light is not None
+    assert "source_text" in inspect(light).unloaded
+    db_session.expunge_all()
+    full = repository.get_comic(db_session, comic_id, with_source=True)
+    assert full is not None
+    assert "source_text" not in inspect(full).unloaded
+    assert full.source_text == NOVEL
+
+
+@pytest.mark.parametrize(
+    ("title", "source", "message"),
+    [
+        ("   ", NOVEL, "title must not be empty"),
+        ("x" * 301, NOVEL, "at most 300"),
+        ("Fine", " \n ", "source_text must not be empty"),
+    ],
+)
+def test_create_comic_rejects_bad_input(
+    db_session: Session, title: str, source: str, message: str
+) -> None:
+    before = repository.count_comics(db_session)
+    with pytest.raises(ValueError, match=message):
+        repository.create_comic(db_session, title=title, source_text=source)
+    assert repository.count_comics(db_session) == before
+
+
+def test_get_comic_with_unknown_or_malformed_id(db_session: Session) -> None:
+    assert repository.get_comic(db_session, uuid.uuid4()) is None
+    assert repository.get_comic(db_session, "not-a-uuid") is None
+    with pytest.raises(repository.ComicNotFound):
+        repository.start_comic(db_session, uuid.uuid4())
+    with pytest.raises(repository.ComicNotFound):
+        repository.cancel_comic(db_session, "not-a-uuid")
+
+
+def test_list_comics_newest_first_with_status_filter_and_paging(db_session: Session) -> None:
+    made = [new_comic(db_session) for _ in range(3)]
+    repository.start_comic(db_session, made[1].id)
+    newest = repository.list_comics(db_session, limit=500)
+    ids = [comic.id for comic in newest]
+    positions = [ids.index(comic.id) for comic in made]
+    assert positions == sorted(positions, reverse=True)  # made[2] first
+    running = repository.list_comics(db_session, status="running", limit=500)
+    assert made[1].id in {c.id for c in running}
+    assert all(c.status == "running" for c in running)
+    page_two = repository.list_comics(db_session, limit=1, offset=1)
+    assert [c.id for c in page_two] == [ids[1]]
+    with pytest.raises(ValueError):
+        repository.list_comics(db_session, limit=0)
+    with pytest.raises(ValueError):
+        repository.list_comics(db_session, status="sleeping")
+
+
+def test_a_comic_runs_from_queued_to_completed(db_session: Session) -> None:
+    comic = new_comic(db_session)
+    started = repository.start_comic(db_session, comic.id)
+    assert (started.status, started.attempts) == ("running", 1)
+    assert started.started_at is not None
+    for stage, progress in [("segment", 0.1), ("render", 0.5), ("compose", 0.8)]:
+        current = repository.set_stage(db_session, comic.id, stage, progress)
+        assert (current.stage, current.progress) == (stage, progress)
+        repository.record_timing(db_session, comic.id, stage, progress * 10)
+    done = repository.complete_comic(db_session, comic.id, page_count=4)
+    assert (done.status, done.stage, done.progress, done.page_count) == (
+        "completed",
+        "done",
+        1.0,
+        4,
+    )
+    assert done.finished_at is not None and done.finished_at >= done.started_at
+    assert done.timings == {"segment": 1.0, "render": 5.0, "compose": 8.0}
+
+
+def test_redelivered_start_counts_another_attempt(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    again = repository.start_comic(db_session, comic.id)
+    assert (again.status, again.attempts) == ("running", 2)
+
+
+def test_finished_transitions_repeat_as_no_ops(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    first = repository.complete_comic(db_session, comic.id, page_count=2)
+    second = repository.complete_comic(db_session, comic.id, page_count=2)
+    assert second.status == "completed"
+    assert second.finished_at == first.finished_at
+
+    other = running_comic(db_session)
+    repository.cancel_comic(db_session, other.id)
+    assert repository.cancel_comic(db_session, other.id).status == "cancelled"
+
+
+def test_cancelled_comic_is_not_started_completed_or_failed(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    cancelled = repository.cancel_comic(db_session, comic.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    with pytest.raises(repository.InvalidTransition, match=r"cannot start .* it is cancelled"):
+        repository.start_comic(db_session, comic.id)
+    with pytest.raises(repository.InvalidTransition):
+        repository.complete_comic(db_session, comic.id, page_count=1)
+    with pytest.raises(repository.InvalidTransition):
+        repository.set_stage(db_session, comic.id, "render", 0.5)
+    # A worker's final failure after a cancel leaves the cancel in place.
+    assert repository.fail_comic(db_session, comic.id, "late failure").status == "cancelled"
+    assert repository.get_comic(db_session, comic.id).error is None  # type: ignore[union-attr]
+
+
+def test_completed_comic_cannot_be_cancelled_failed_or_retried(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    repository.complete_comic(db_session, comic.id, page_count=1)
+    for change in (
+        lambda: repository.cancel_comic(db_session, comic.id),
+        lambda: repository.fail_comic(db_session, comic.id, "boom"),
+        lambda: repository.reset_for_retry(db_session, comic.id),
+        lambda: repository.start_comic(db_session, comic.id),
+    ):
+        with pytest.raises(repository.InvalidTransition):
+            change()
+    assert repository.get_comic(db_session, comic.id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_failed_comic_is_reset_for_retry(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    repository.set_stage(db_session, comic.id, "render", 0.4)
+    failed = repository.fail_comic(db_session, comic.id, "provider timed out")
+    assert (failed.status, failed.error) == ("failed", "provider timed out")
+    assert failed.finished_at is not None
+    with pytest.raises(repository.InvalidTransition):
+        repository.start_comic(db_session, comic.id)
+    retried = repository.reset_for_retry(db_session, comic.id)
+    assert (retried.status, retried.stage, retried.progress, retried.error) == (
+        "queued",
+        "queued",
+        0.0,
+        None,
+    )
+    assert retried.finished_at is None
+    assert repository.reset_for_retry(db_session, comic.id).status == "queued"  # no-op
+    assert repository.start_comic(db_session, comic.id).attempts == 2
+
+
+def test_cancel_of_queued_comic_and_retry_after_cancel(db_session: Session) -> None:
+    comic = new_comic(db_session)
+    assert repository.cancel_comic(db_session, comic.id).status == "cancelled"
+    assert repository.reset_for_retry(db_session, comic.id).status == "queued"
+
+
+def test_racing_sessions_cannot_both_finish_a_comic(db_session: Session, database_url: str) -> None:
+    """The transition is one conditional UPDATE: a stale second session loses cleanly."""
+    from morpheus.db.session import make_engine, make_sessionmaker
+
+    comic = running_comic(db_session)
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with make_sessionmaker(engine)() as other:
+            stale = repository.get_comic(other, comic.id)
+            assert stale is not None and stale.status == "running"
+            repository.cancel_comic(db_session, comic.id)
+            with pytest.raises(repository.InvalidTransition, match="it is cancelled"):
+                repository.complete_comic(other, comic.id, page_count=3)
+    finally:
+        engine.dispose()
+    final = repository.get_comic(db_session, comic.id)
+    assert final is not None and final.status == "cancelled" and final.page_count is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "progress"), [("drawing", 0.5), ("render", 1.5), ("render", -0.1)]
+)
+def test_set_stage_rejects_bad_values(db_session: Session, stage: str, progress: float) -> None:
+    comic = running_comic(db_session)
+    with pytest.raises(ValueError):
+        repository.set_stage(db_session, comic.id, stage, progress)
+    assert repository.get_comic(db_session, comic.id).stage == "queued"  # type: ignore[union-attr]
+
+
+def test_record_timing_replaces_a_stage_and_keeps_the_others(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    repository.record_timing(db_session, comic.id, "segment", 1.25)
+    repository.record_timing(db_session, comic.id, "render", 3)
+    again = repository.record_timing(db_session, comic.id, "render", 4.5)
+    assert again.timings == {"segment": 1.25, "render": 4.5}
+    with pytest.raises(ValueError):
+        repository.record_timing(db_session, comic.id, "render", -1)
+    with pytest.raises(ValueError):
+        repository.record_timing(db_session, comic.id, "Robert'); DROP TABLE comics;--", 1)
+    with pytest.raises(repository.ComicNotFound):
+        repository.record_timing(db_session, uuid.uuid4(), "render", 1)
+
+
+def test_fail_comic_keeps_a_bounded_error(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    failed = repository.fail_comic(db_session, comic.id, "x" * 50_000)
+    assert len(failed.error or "") == repository.MAX_ERROR_LENGTH
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def test_upsert_page_is_idempotent(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    first = repository.upsert_page(db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200)
+    for _ in range(3):
+        again = repository.upsert_page(
+            db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200
+        )
+        assert again.id == first.id
+    replaced = repository.upsert_page(db_session, comic.id, 1, "comics/x/pages/v2.png", 900, 1300)
+    assert replaced.id == first.id
+    assert (replaced.storage_key, replaced.width, replaced.height) == (
+        "comics/x/pages/v2.png",
+        900,
+        1300,
+    )
+    count = db_session.scalar(
+        select(text("count(*)")).select_from(Page).where(Page.comic_id == comic.id)
+    )
+    assert count == 1
+
+
+def test_list_pages_in_order_and_cascade_delete(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    for number in (3, 1, 2):
+        repository.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
+    assert [p.number for p in repository.list_pages(db_session, comic.id)] == [1, 2, 3]
+    assert repository.list_pages(db_session, uuid.uuid4()) == []
+    db_session.execute(text("DELETE FROM comics WHERE id = :id"), {"id": comic.id})
+    db_session.commit()
+    assert repository.list_pages(db_session, comic.id) == []
+
+
+def test_upsert_page_for_unknown_comic_or_bad_size(db_session: Session) -> None:
+    with pytest.raises(repository.ComicNotFound):
+        repository.upsert_page(db_session, uuid.uuid4(), 1, "k", 10, 10)
+    comic = running_comic(db_session)
+    with pytest.raises(ValueError):
+        repository.upsert_page(db_session, comic.id, 1, "k", 0, 10)
+    # The session is still usable after the refused writes.
+    assert repository.upsert_page(db_session, comic.id, 1, "k", 10, 10).number == 1
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_user_password_is_argon2_hashed_and_verified(db_session: Session) -> None:
+    name = unique_name("editor")
+    user = repository.create_user(db_session, name, "correct horse battery")
+    stored = db_session.scalars(select(User).where(User.id == user.id)).one()
+    assert stored.password_hash.startswith("$argon2id$")
+    assert "correct horse battery" not in stored.password_hash
+    verified = repository.verify_user(db_session, name, "correct horse battery")
+    assert verified is not None and verified.id == user.id
+
+
+@pytest.mark.parametrize(
+    "attempt", ["wrong password", "correct horse batter", "", "CORRECT HORSE BATTERY"]
+)
+def test_wrong_password_is_refused(db_session: Session, attempt: str) -> None:
+    name = unique_name("editor")
+    repository.create_user(db_session, name, "correct horse battery")
+    assert repository.verify_user(db_session, name, attempt) is None
+
+
+def test_unknown_or_inactive_user_is_refused(db_session: Session) -> None:
+    assert repository.verify_user(db_session, unique_name("nobody"), "whatever123") is None
+    name = unique_name("gone")
+    user = repository.create_user(db_session, name, "correct horse battery")
+    user.is_active = False
+    db_session.commit()
+    assert repository.verify_user(db_session, name, "correct horse battery") is None
+
+
+def test_duplicate_username_and_bad_input(db_session: Session) -> None:
+    name = unique_name("dup")
+    repository.create_user(db_session, name, "correct horse battery")
+    with pytest.raises(repository.UsernameTaken):
+        repository.create_user(db_session, name, "another password")
+    with pytest.raises(ValueError, match="at least 8"):
+        repository.create_user(db_session, unique_name("short"), "short")
+    with pytest.raises(ValueError, match="username"):
+        repository.create_user(db_session, "has space", "correct horse battery")
+    # The refused duplicate did not break the session.
+    assert repository.verify_user(db_session, name, "correct horse battery") is not None
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+def test_api_key_is_stored_hashed_and_verified(db_session: Session) -> None:
+    created = repository.create_api_key(db_session, "partner")
+    assert created.key.startswith(f"mph_{created.api_key.prefix}_")
+    row = db_session.scalars(select(ApiKey).where(ApiKey.id == created.api_key.id)).one()
+    assert row.key_hash == hashlib.sha256(created.key.encode()).hexdigest()
+    secret_part = created.key.split("_", 2)[2]
+    assert secret_part not in (row.key_hash, row.prefix, row.name)
+    assert row.last_used_at is None
+    verified = repository.verify_api_key(db_session, created.key)
+    assert verified is not None and verified.id == created.api_key.id
+    assert verified.last_used_at is not None
+
+
+def test_wrong_malformed_or_revoked_api_key_is_refused(db_session: Session) -> None:
+    created = repository.create_api_key(db_session, "partner")
+    tampered = created.key[:-1] + ("A" if created.key[-1] != "A" else "B")
+    assert repository.verify_api_key(db_session, tampered) is None
+    assert repository.verify_api_key(db_session, "") is None
+    assert repository.verify_api_key(db_session, "Bearer nonsense") is None
+    other_prefix = f"mph_{'0' * 12}_{created.key.split('_', 2)[2]}"
+    assert repository.verify_api_key(db_session, other_prefix) is None
+    repository.revoke_api_key(db_session, created.api_key.id)
+    assert repository.verify_api_key(db_session, created.key) is None
+    with pytest.raises(repository.ApiKeyNotFound):
+        repository.revoke_api_key(db_session, uuid.uuid4())

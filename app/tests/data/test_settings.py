@@ -1,0 +1,149 @@
+"""Settings come from MORPHEUS_* variables and secret files; bad values are named clearly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from morpheus.settings import MiB, Settings, SettingsError, get_settings, load_settings
+
+GOOD_ENV = {
+    "MORPHEUS_DATABASE_URL": "postgresql://app@db.internal:5432/morpheus",
+    "MORPHEUS_REDIS_URL": "redis://cache.internal:6379/1",
+    "MORPHEUS_SECRET_KEY": "test-only-secret-key-0123456789abcdef",
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """No MORPHEUS_* variable from the outer environment, and an empty secrets dir."""
+    for name in list(os.environ):
+        if name.startswith("MORPHEUS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "no-secrets"
+    empty.mkdir()
+    monkeypatch.setenv("MORPHEUS_SECRETS_DIR", str(empty))
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_reads_environment_and_applies_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv("MORPHEUS_QUEUE_NAME", "comics-eu")
+    clean_env.setenv("MORPHEUS_CORS_ORIGINS", "https://a.example, https://b.example")
+    clean_env.setenv("MORPHEUS_LOG_LEVEL", "debug")
+    settings = load_settings()
+    # A plain postgresql:// URL is turned into the psycopg 3 SQLAlchemy URL.
+    assert settings.database_url == "postgresql+psycopg://app@db.internal:5432/morpheus"
+    assert settings.redis_url == "redis://cache.internal:6379/1"
+    assert settings.queue_name == "comics-eu"
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.log_level == "DEBUG"
+    assert settings.secret_key.get_secret_value() == GOOD_ENV["MORPHEUS_SECRET_KEY"]
+    assert settings.max_upload_bytes == 5 * MiB
+    assert settings.storage_backend == "local"
+    assert settings.provider == "local"
+    assert settings.runpod_base_url == "https://api.runpod.ai"
+    # Secrets do not show in the repr (which ends up in logs and tracebacks).
+    assert GOOD_ENV["MORPHEUS_SECRET_KEY"] not in repr(settings)
+
+
+def test_get_settings_is_built_once(clean_env: pytest.MonkeyPatch) -> None:
+    set_env(clean_env, GOOD_ENV)
+    first = get_settings()
+    clean_env.setenv("MORPHEUS_QUEUE_NAME", "changed-later")
+    assert get_settings() is first
+    assert first.queue_name == "comics"
+
+
+def test_reads_secret_files_and_environment_wins(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "morpheus_secret_key").write_text("test-only-from-a-secret-file-0123456789\n")
+    (secrets / "morpheus_database_url").write_text("postgresql://from-file@db/morpheus")
+    (secrets / "morpheus_runpod_api_key").write_text("test-only-runpod-key")
+    clean_env.setenv("MORPHEUS_SECRETS_DIR", str(secrets))
+    clean_env.setenv("MORPHEUS_REDIS_URL", GOOD_ENV["MORPHEUS_REDIS_URL"])
+    clean_env.setenv("MORPHEUS_DATABASE_URL", "postgresql://from-env@db/morpheus")
+    settings = load_settings()
+    assert settings.secret_key.get_secret_value() == "test-only-from-a-secret-file-0123456789"
+    assert settings.runpod_api_key is not None
+    assert settings.runpod_api_key.get_secret_value() == "test-only-runpod-key"
+    assert settings.database_url == "postgresql+psycopg://from-env@db/morpheus"
+
+
+def test_missing_secrets_dir_is_named(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv("MORPHEUS_SECRETS_DIR", str(tmp_path / "absent"))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.lines == [f"MORPHEUS_SECRETS_DIR: {tmp_path / 'absent'} is not a directory"]
+
+
+def test_missing_settings_are_each_named(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.lines == [
+        "MORPHEUS_DATABASE_URL: is required but not set",
+        "MORPHEUS_REDIS_URL: is required but not set",
+        "MORPHEUS_SECRET_KEY: is required but not set",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MORPHEUS_DATABASE_URL", "mysql://db/x", "must be a PostgreSQL URL"),
+        ("MORPHEUS_REDIS_URL", "localhost:6379", "must be a Redis URL"),
+        ("MORPHEUS_SECRET_KEY", "too-short", "at least 32 characters"),
+        ("MORPHEUS_STORAGE_BACKEND", "ftp", "'local' or 's3'"),
+        ("MORPHEUS_MAX_UPLOAD_BYTES", "lots", "valid integer"),
+        ("MORPHEUS_MAX_UPLOAD_BYTES", "0", "greater than 0"),
+        ("MORPHEUS_JOB_ATTEMPTS", "0", "greater than or equal to 1"),
+        ("MORPHEUS_LOG_LEVEL", "loud", "'DEBUG', 'INFO'"),
+        ("MORPHEUS_TRUSTED_PROXIES", "10.0.0.0/8,not-an-ip", "'not-an-ip' is not an IP"),
+        ("MORPHEUS_QUEUE_NAME", "no spaces", "should match pattern"),
+    ],
+)
+def test_invalid_setting_is_named_with_its_variable(
+    clean_env: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert len(caught.value.lines) == 1, caught.value.lines
+    line = caught.value.lines[0]
+    assert line.startswith(f"{variable}: "), line
+    assert expected in line
+    if variable == "MORPHEUS_SECRET_KEY":
+        assert value not in line  # a rejected secret is not echoed
+
+
+def test_backend_specific_settings_are_required(clean_env: pytest.MonkeyPatch) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv("MORPHEUS_STORAGE_BACKEND", "s3")
+    clean_env.setenv("MORPHEUS_PROVIDER", "runpod")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (line,) = caught.value.lines
+    assert "MORPHEUS_S3_BUCKET" in line
+    assert "MORPHEUS_RUNPOD_ENDPOINT_ID" in line
+    assert "MORPHEUS_RUNPOD_API_KEY" in line
+
+
+def test_constructor_arguments_override_environment(clean_env: pytest.MonkeyPatch) -> None:
+    set_env(clean_env, GOOD_ENV)
+    settings = Settings(queue_name="from-code")
+    assert settings.queue_name == "from-code"
+    assert settings.redis_url == GOOD_ENV["MORPHEUS_REDIS_URL"]
