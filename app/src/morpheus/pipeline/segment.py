@@ -19,6 +19,7 @@ BALLOON_MAX_CHARS = 110
 BALLOONS_PER_PANEL = 2
 CHARACTERS_PER_PANEL = 4
 HEADING_MAX_CHARS = 80
+PENDING_CAPTION_CHARS = 100
 
 DEFAULT_SETTING = "interior"
 DEFAULT_TIME = "day"
@@ -353,7 +354,15 @@ def _speaker_after(narration: str) -> str | None:
 
 def _speaker_before(narration: str) -> str | None:
     match = _BEFORE_NAME_VERB.search(narration)
-    return _valid_name(match.group("name")) if match else None
+    if match:
+        return _valid_name(match.group("name"))
+    # An action beat: 'Anna looked up. "..."' - the last sentence's subject speaks.
+    sentences = [x.strip() for x in _SENTENCE_RE.findall(narration) if x.strip()]
+    if sentences:
+        beat = re.match(rf"(?P<name>{_NAME})\s+[a-z]+", sentences[-1])
+        if beat:
+            return _valid_name(beat.group("name"))
+    return None
 
 
 def _split_paragraph(paragraph: str) -> list[tuple[str, str, str | None]]:
@@ -420,6 +429,18 @@ def _strip_attribution(text: str) -> str:
     return text
 
 
+def _clauses(sentence: str, limit: int) -> list[str]:
+    """Words of a long sentence, regrouped into clauses where the clauses fit."""
+    clauses = re.split(r"(?<=[,;:\u2014])\s+", sentence)
+    out: list[str] = []
+    for clause in clauses:
+        if len(clause) <= limit:
+            out.append(clause)
+        else:
+            out.extend(clause.split(" "))
+    return out
+
+
 def _chunks(text: str, limit: int) -> list[str]:
     """Split text at sentence (then word) boundaries into pieces of at most ``limit``."""
     sentences = [s.strip() for s in _SENTENCE_RE.findall(text) if s.strip()]
@@ -430,8 +451,9 @@ def _chunks(text: str, limit: int) -> list[str]:
         if len(sentence) <= limit:
             pieces.append(sentence)
             continue
+        # Too long: break at clause boundaries first, then between words.
         line = ""
-        for word in sentence.split(" "):
+        for word in _clauses(sentence, limit):
             while len(word) > limit:
                 if line:
                     pieces.append(line)
@@ -478,6 +500,9 @@ class _Builder:
         self.panel_number = 0
         self.scene_text: list[str] = []
         self.scene_drafts: list[_PanelDraft] = []
+        self.pending: _PanelDraft | None = None
+        self.recent_speakers: list[str] = []
+        self.last_was_dialogue = False
 
     # chapters and scenes
     def start_chapter(self, title: str | None) -> None:
@@ -489,6 +514,9 @@ class _Builder:
         self.chapters.append(Chapter(index=index, title=title or f"Chapter {index}"))
 
     def end_scene(self) -> None:
+        self.flush_pending()
+        self.recent_speakers = []
+        self.last_was_dialogue = False
         if not self.scene_drafts:
             self.scene_text = []
             return
@@ -532,10 +560,25 @@ class _Builder:
     def _mentions(self, text: str) -> list[str]:
         return [name for name, pattern in self._name_res if pattern.search(text)]
 
+    def flush_pending(self) -> None:
+        if self.pending is not None:
+            self.scene_drafts.append(self.pending)
+            self.pending = None
+
     def add_paragraph(self, paragraph: str) -> None:
         self.scene_text.append(paragraph)
-        draft = _PanelDraft()
         mentioned = self._mentions(paragraph)
+        parts = _split_paragraph(paragraph)
+        # A short caption-only panel from the paragraph before may take this paragraph's
+        # first lines of dialogue, as a comic would ("Anna stopped." + her balloon).
+        draft = _PanelDraft()
+        if self.pending is not None:
+            if parts and parts[0][0] == "speech":
+                draft = self.pending
+                mentioned = list(dict.fromkeys(self.pending.mentioned + mentioned))
+            else:
+                self.scene_drafts.append(self.pending)
+            self.pending = None
 
         def flush() -> None:
             nonlocal draft
@@ -544,7 +587,15 @@ class _Builder:
                 self.scene_drafts.append(draft)
             draft = _PanelDraft()
 
-        for kind, text, speaker in _split_paragraph(paragraph):
+        speech_only = all(kind == "speech" for kind, _, _ in parts)
+        drafts_before = len(self.scene_drafts)
+        for kind, text, speaker in parts:
+            if kind == "speech":
+                if speaker is None and speech_only and self.last_was_dialogue:
+                    # Unattributed reply in a two-way exchange: the other one speaks.
+                    speaker = self._other_speaker()
+                if speaker:
+                    self._heard(speaker)
             if kind == "narration":
                 for chunk in _chunks(text, CAPTION_MAX_CHARS):
                     if not draft.empty():
@@ -555,7 +606,28 @@ class _Builder:
                     if len(draft.balloons) >= BALLOONS_PER_PANEL:
                         flush()
                     draft.balloons.append(Balloon(speaker=speaker, text=chunk))
-        flush()
+        self.last_was_dialogue = bool(parts) and any(k == "speech" for k, _, _ in parts)
+        whole_paragraph = len(self.scene_drafts) == drafts_before
+        if (
+            whole_paragraph
+            and draft.caption
+            and not draft.balloons
+            and len(draft.caption) <= PENDING_CAPTION_CHARS
+        ):
+            draft.mentioned = mentioned
+            self.pending = draft
+        else:
+            flush()
+
+    def _heard(self, speaker: str) -> None:
+        if self.recent_speakers and self.recent_speakers[-1] == speaker:
+            return
+        self.recent_speakers = [*self.recent_speakers[-1:], speaker]
+
+    def _other_speaker(self) -> str | None:
+        if len(self.recent_speakers) == 2:
+            return self.recent_speakers[0]
+        return None
 
 
 def _known_speakers(paragraphs: list[str]) -> list[str]:
@@ -587,7 +659,7 @@ def segment(text: str) -> Script:
             builder.end_scene()
             continue
         paragraph = _clean(block)
-        if builder.scene_drafts and _TIME_SHIFT_RE.match(paragraph):
+        if (builder.scene_drafts or builder.pending) and _TIME_SHIFT_RE.match(paragraph):
             builder.end_scene()
         builder.add_paragraph(paragraph)
     builder.end_scene()
