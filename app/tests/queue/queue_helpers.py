@@ -17,6 +17,7 @@ import redis.asyncio as redis
 from morpheus.db import repository
 from morpheus.db.models import Comic
 from morpheus.db.session import session_scope
+from morpheus.pipeline.segment import segment
 from morpheus.settings import Settings, env_name
 from pydantic import SecretStr
 
@@ -113,7 +114,7 @@ class WorkerProcess:
         self._log.close()
 
 
-# A tiny novel (two chapters, eight panels) and small sizes, so a whole comic takes
+# A tiny novel (two chapters, about ten panels) and small sizes, so a whole comic takes
 # well under a second to make.
 TINY_NOVEL = """Chapter 1: The Harbour
 
@@ -123,11 +124,15 @@ The ship came into the harbour at dawn. Mara stood on the deck and watched the g
 
 "We are alive," Mara said. "That is enough."
 
+The crew carried the crates down the plank. A boy ran along the quay with a letter.
+
 * * *
 
 That night the lanterns burned in the tavern. Tom counted the coins on the table.
 
 "Enough for a week," he said.
+
+Mara read the letter by the fire. Her face went pale, and she folded it twice.
 
 Chapter 2: The Road
 
@@ -136,8 +141,12 @@ The road climbed into the hills. Mara walked ahead, and Tom followed with the ba
 "How far?" asked Tom.
 
 "Two days," said Mara.
+
+Rain came in the afternoon. They sheltered under an old oak by the river.
+
+At dusk they saw the lights of the town below the ridge.
 """
-TINY_PANELS = 8
+TINY_PANELS = segment(TINY_NOVEL).panel_count
 SMALL_OPTIONS = {"panel_width": 80, "panel_height": 60, "page_width": 124, "page_height": 176}
 
 
