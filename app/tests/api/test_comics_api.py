@@ -326,6 +326,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 async def test_queue_down_after_the_row_was_written_marks_the_comic_failed(
     app_factory: Callable[..., FastAPI], auth: dict[str, str], db_session: Session
 ) -> None:
