@@ -209,7 +209,7 @@ class S3Storage:
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             s3={"addressing_style": "path"},
         )
         client = boto3.client(

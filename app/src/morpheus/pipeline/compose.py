@@ -58,6 +58,8 @@ def plan_pages(panels: Sequence[Panel]) -> list[PagePlan]:
         first = True
         while i < end:
             take = min(PAGE_RHYTHM[beat % len(PAGE_RHYTHM)], end - i)
+            if end - (i + take) == 1:  # never leave one panel alone on a chapter's last page
+                take = take + 1 if take < max(ROWS) else take - 1
             plans.append(
                 PagePlan(
                     number=len(plans) + 1,
