@@ -38,7 +38,7 @@ from morpheus.queue.metrics import refresh_queue_gauges
 from morpheus.settings import Settings
 from morpheus.worker.heartbeat import Heartbeat
 from morpheus.worker.metrics import JOB_ATTEMPTS
-from morpheus.worker.requeue import move_active_to_wait
+from morpheus.worker.requeue import RequeueError, move_active_to_wait
 
 log = structlog.stdlib.get_logger("morpheus.worker")
 
@@ -158,9 +158,13 @@ class WorkerRuntime:
         except asyncio.CancelledError:
             if str(job.id) not in self._requeue:
                 raise
-            await move_active_to_wait(self.worker, job, token)
-            JOB_ATTEMPTS.labels(outcome="requeued").inc()
-            jlog.warning("job moved back to the queue", reason="shutdown grace period over")
+            try:
+                await move_active_to_wait(self.worker, job, token)
+            except RequeueError as exc:  # no longer ours: the stalled check will see to it
+                jlog.warning("job not moved back to the queue", error=str(exc))
+            else:
+                JOB_ATTEMPTS.labels(outcome="requeued").inc()
+                jlog.warning("job moved back to the queue", reason="shutdown grace period over")
             # DelayedError tells BullMQ the job was moved by us: no complete, no fail.
             raise DelayedError("moved back to wait") from None
         except Exception as exc:
@@ -171,7 +175,7 @@ class WorkerRuntime:
                 self.failed += 1
                 JOB_ATTEMPTS.labels(outcome="failed").inc()
                 jlog.error("job failed", error=error, timed_out=timed_out, exc_info=exc)
-                await self.handler.fail(comic_id, error)
+                await self._record_failure(comic_id, error)
             else:
                 JOB_ATTEMPTS.labels(outcome="timeout" if timed_out else "retry").inc()
                 jlog.warning("attempt failed, will retry", error=error, timed_out=timed_out)
@@ -184,6 +188,13 @@ class WorkerRuntime:
         jlog.info("job finished", outcome=outcome)
         return outcome
 
+    async def _record_failure(self, comic_id: str, error: str) -> None:
+        """Record the final failure; a database error is logged, not raised over the job's."""
+        try:
+            await self.handler.fail(comic_id, error)
+        except Exception as exc:
+            self._log.error("final failure not recorded", comic_id=comic_id, error=str(exc))
+
     def _on_failed(self, job: Job, error: BaseException) -> None:
         """BullMQ ``failed`` event: record the failures the processor never saw."""
         if not job.deferredFailure:
@@ -194,7 +205,7 @@ class WorkerRuntime:
         self.failed += 1
         JOB_ATTEMPTS.labels(outcome="failed").inc()
         self._log.error("job failed", comic_id=comic_id, error=message)
-        task = asyncio.ensure_future(self.handler.fail(comic_id, message))
+        task = asyncio.ensure_future(self._record_failure(comic_id, message))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
