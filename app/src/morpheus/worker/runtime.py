@@ -28,6 +28,7 @@ from bullmq import Job, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 from prometheus_client import start_http_server
 
+from morpheus.api.observability import init_sentry
 from morpheus.logging import configure_logging
 from morpheus.queue.connection import (
     BULLMQ_PREFIX,
@@ -291,6 +292,7 @@ async def run_worker(settings: Settings, handler: JobHandler | None = None) -> N
 def main(settings: Settings) -> int:
     """Entry point of ``morpheus worker``: returns the exit code (0 after a clean drain)."""
     configure_logging(settings.log_level)
+    init_sentry(settings)
     start_metrics_server(settings)
     asyncio.run(run_worker(settings))
     return 0
