@@ -195,3 +195,11 @@ def test_get_provider_runpod_needs_an_endpoint_and_a_key() -> None:
 def test_get_provider_refuses_an_unknown_name() -> None:
     with pytest.raises(ValueError, match="unknown panel provider 'dalle'"):
         get_provider(SimpleNamespace(provider="dalle"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [(16, 16), (64, 48), (48, 200), (1200, 300)])
+@pytest.mark.parametrize("setting", ["forest", "sea", "city", "mountain", "field", "interior"])
+def test_odd_sizes_draw_in_every_setting(setting: str, size: tuple[int, int]) -> None:
+    for night in ("day", "night"):
+        data = LocalProvider().render(make_panel(setting=setting, time_of_day=night), *size)
+        assert image(data).size == size

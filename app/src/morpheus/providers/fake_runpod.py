@@ -224,7 +224,10 @@ class FakeRunPod:
         if b.mode == "timeout":
             return {**done, "status": "TIMED_OUT"}
         if job.output is None:
-            job.output = {"image": base64.b64encode(_art(job.input)).decode("ascii")}
+            try:
+                job.output = {"image": base64.b64encode(_art(job.input)).decode("ascii")}
+            except (ValueError, TypeError, OSError) as exc:  # as a real handler would fail
+                return {**done, "status": "FAILED", "error": f"render failed: {exc}"}
         return {**done, "status": "COMPLETED", "output": job.output}
 
     def handle(

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -59,6 +60,30 @@ _CLOTHES: tuple[Color, ...] = (
     (150, 40, 90),
 )
 _TROUSERS: tuple[Color, ...] = ((50, 50, 70), (80, 60, 40), (40, 40, 40), (70, 80, 110))
+
+
+def _box(xy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = xy
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+class _Draw(ImageDraw.ImageDraw):
+    """ImageDraw that accepts boxes with corners in any order (tiny panels round oddly)."""
+
+    def rectangle(self, xy: Any, *args: Any, **kwargs: Any) -> None:
+        super().rectangle(_box(xy), *args, **kwargs)
+
+    def ellipse(self, xy: Any, *args: Any, **kwargs: Any) -> None:
+        super().ellipse(_box(xy), *args, **kwargs)
+
+    def rounded_rectangle(self, xy: Any, *args: Any, **kwargs: Any) -> None:
+        super().rounded_rectangle(_box(xy), *args, **kwargs)
+
+    def chord(self, xy: Any, *args: Any, **kwargs: Any) -> None:
+        super().chord(_box(xy), *args, **kwargs)
+
+    def arc(self, xy: Any, *args: Any, **kwargs: Any) -> None:
+        super().arc(_box(xy), *args, **kwargs)
 
 
 @lru_cache(maxsize=64)
@@ -515,7 +540,7 @@ def draw_art(panel: Panel, width: int, height: int) -> Image.Image:
     """Paint the panel's scene and figures, without lettering."""
     rng = random.Random(panel.seed)  # noqa: S311 - drawing, not security
     img = Image.new("RGB", (width, height), PAPER)
-    draw = ImageDraw.Draw(img)
+    draw = _Draw(img)
     background = _BACKGROUNDS.get(panel.setting, _interior)
     background(img, draw, rng, panel.time_of_day == "night")
     figures = figure_layout(panel, width, height)
@@ -620,7 +645,7 @@ def _balloon(
 def letter(img: Image.Image, panel: Panel) -> None:
     """Letter the panel's caption and balloons onto ``img`` in place."""
     w, h = img.size
-    draw = ImageDraw.Draw(img)
+    draw = _Draw(img)
     bottom = 0.0
     if panel.caption:
         bottom = _caption(draw, panel.caption, w, h, full_width=not panel.balloons)
