@@ -21,6 +21,7 @@ router = APIRouter(tags=["health"])
 
 Context = Annotated[AppContext, Depends(get_context)]
 NO_STORE = {"Cache-Control": "no-store"}
+QUEUE_SCRAPE_TIMEOUT_SECONDS = 2.0
 
 
 async def _checks(ctx: AppContext) -> dict[str, str]:
@@ -81,7 +82,9 @@ async def metrics(request: Request, ctx: Context) -> Response:
     if host in {name.lower() for name in public}:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
     try:
-        await refresh_queue_gauges(ctx.settings)
+        # Well within Prometheus' default scrape timeout (10 s).
+        async with asyncio.timeout(QUEUE_SCRAPE_TIMEOUT_SECONDS):
+            await refresh_queue_gauges(ctx.settings)
     except Exception as exc:
         log.warning("queue depth unavailable for metrics", error=repr(exc))
     body, content_type = render_metrics()

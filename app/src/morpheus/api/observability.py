@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sentry_sdk
+from pydantic import SecretStr
 
 from morpheus import __version__
 from morpheus.logging import REDACTED, is_secret_key, redact_text
@@ -32,13 +33,14 @@ def scrub_event(event: dict[str, Any], _hint: dict[str, Any] | None = None) -> d
 
 def init_sentry(settings: Settings) -> bool:
     """Start the Sentry client when ``sentry_dsn`` is set; return whether it is on."""
-    if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value().strip():
+    raw = settings.sentry_dsn
+    dsn = raw.get_secret_value() if isinstance(raw, SecretStr) else (raw or "")
+    if not dsn.strip():
         return False
     sentry_sdk.init(
-        dsn=settings.sentry_dsn.get_secret_value(),
+        dsn=dsn.strip(),
         environment=settings.environment,
         release=f"morpheus@{__version__}+{settings.release_id}",
-        send_default_pii=False,
         traces_sample_rate=0.0,
         before_send=scrub_event,  # type: ignore[arg-type]
         shutdown_timeout=2,

@@ -7,6 +7,7 @@ asynchronous and time-bounded by the queue client.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from morpheus.queue import client as queue_client
 log = get_logger(__name__)
 
 ENQUEUE_FAILED_MESSAGE = "The comic could not be queued; please submit it again."
+# A submission waits this long for the queue. Should the job still arrive after the comic
+# was marked failed, the worker skips it (a failed comic cannot be started).
+ENQUEUE_TIMEOUT_SECONDS = 5.0
+# A page waits this long for the queue's figures before showing it without them.
+OVERVIEW_TIMEOUT_SECONDS = 3.0
 QUEUE_UNAVAILABLE_MESSAGE = "The queue is not available right now; please try again shortly."
 
 
@@ -117,7 +123,8 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Comic:
 
     comic = await run_in_threadpool(create)
     try:
-        await queue_client.enqueue_comic(ctx.settings, str(comic.id))
+        async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):
+            await queue_client.enqueue_comic(ctx.settings, str(comic.id))
     except Exception as exc:
         log.error("enqueue failed, comic marked failed", comic_id=str(comic.id), error=repr(exc))
         await run_in_threadpool(_fail, ctx, comic.id, ENQUEUE_FAILED_MESSAGE)
@@ -273,12 +280,14 @@ async def queue_overview(
     counts: dict[str, int] | None
     workers: list[dict[str, Any]] | None
     try:
-        counts = await queue_client.queue_counts(ctx.settings)
+        async with asyncio.timeout(OVERVIEW_TIMEOUT_SECONDS):
+            counts = await queue_client.queue_counts(ctx.settings)
     except Exception as exc:
         log.warning("queue counts unavailable", error=repr(exc))
         counts = None
     try:
-        workers = await queue_client.live_workers(ctx.settings)
+        async with asyncio.timeout(OVERVIEW_TIMEOUT_SECONDS):
+            workers = await queue_client.live_workers(ctx.settings)
     except Exception as exc:
         log.warning("live workers unavailable", error=repr(exc))
         workers = None
