@@ -1,0 +1,44 @@
+# Morpheus Platform: the entry points a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup test lint unit app-test molecule molecule-all harness lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## install everything the project needs (idempotent)
+	@scripts/setup
+
+test: ## every test: lint, unit, service, every Molecule scenario
+	@$(BIN)/python scripts/test
+
+lint: ## yamllint, ansible-lint (production profile), ruff
+	@$(BIN)/python scripts/test --only lint
+
+unit: ## unit tests of the filter plugins and the repository's own code
+	@$(BIN)/python scripts/test --only unit
+
+app-test: ## the Morpheus service's tests (real PostgreSQL, Redis, Chromium)
+	@$(BIN)/python scripts/test --only app
+
+molecule: ## one Molecule scenario: make molecule S=common
+	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $$(ls molecule | grep -v -e shared -e conftest | tr '\n' ' '))"; exit 2; }
+	@$(BIN)/python scripts/test --only molecule --scenario $(S)
+
+molecule-all: ## every Molecule scenario
+	@$(BIN)/python scripts/test --only molecule
+
+harness: ## start the Docker engine and (re)build the base images
+	@python3 scripts/harness up
+
+lock: ## refresh constraints.txt from the current virtualenv
+	@$(BIN)/pip freeze --exclude-editable | grep -v -e '^-e ' -e '^morpheus' > constraints.txt
+	@echo "constraints.txt: $$(wc -l < constraints.txt) pins"
+
+clean: ## remove caches and the images the harness built (not the virtualenv)
+	@rm -rf .cache .pytest_cache .ruff_cache
+	@python3 scripts/harness clean
