@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageOps
 
 from morpheus.pipeline.segment import Panel
-from morpheus.providers.local import BALLOON_FONT, CAPTION_FONT, INK, PAPER, font
+from morpheus.providers.local import (
+    BALLOON_FONT,
+    CAPTION_FONT,
+    INK,
+    PAPER,
+    PNG_COMPRESS_LEVEL,
+    font,
+)
 
 PAGE_WIDTH = 1240  # A4 at 150 dpi
 PAGE_HEIGHT = 1754
@@ -80,7 +87,7 @@ def page_count(panels: Sequence[Panel], *, title: str | None = None) -> int:
 
 def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 

@@ -25,6 +25,8 @@ FONT_DIR = Path(__file__).resolve().parent.parent / "fonts"
 CAPTION_FONT = "DejaVuSans.ttf"
 BALLOON_FONT = "DejaVuSansCondensed-Bold.ttf"
 MIN_FONT_PX = 7
+# zlib level 3: flat comic art compresses nearly as well as at 6, in a fraction of the time.
+PNG_COMPRESS_LEVEL = 3
 
 Color = tuple[int, int, int]
 INK: Color = (20, 20, 24)
@@ -150,10 +152,15 @@ def figure_layout(panel: Panel, width: int, height: int) -> list[Figure]:
 # --- art ------------------------------------------------------------------------------
 
 
-def _vertical_gradient(width: int, height: int, top: Color, bottom: Color) -> Image.Image:
+@lru_cache(maxsize=256)
+def _gradient_column(top: Color, bottom: Color) -> Image.Image:
     column = Image.new("RGB", (1, 256))
     column.putdata([_mix(top, bottom, i / 255) for i in range(256)])
-    return column.resize((width, height), Image.Resampling.BILINEAR)
+    return column
+
+
+def _vertical_gradient(width: int, height: int, top: Color, bottom: Color) -> Image.Image:
+    return _gradient_column(top, bottom).resize((width, height), Image.Resampling.BILINEAR)
 
 
 _SKIES: dict[str, tuple[Color, Color]] = {
@@ -673,7 +680,7 @@ def letter(img: Image.Image, panel: Panel) -> None:
 
 def to_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
