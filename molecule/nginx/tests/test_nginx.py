@@ -1,0 +1,254 @@
+"""The nginx role end to end: TLS, redirects, headers, limits, and a broken config kept out."""
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DOMAIN = "morpheus.test"
+NAMES = [f"app.{DOMAIN}", f"dashboard.{DOMAIN}", f"api.{DOMAIN}"]
+API = f"api.{DOMAIN}"
+SCENARIO = Path(__file__).resolve().parent.parent
+
+
+def journal(host, unit="nginx"):
+    return host.run(f"journalctl -u {unit} --no-pager -n 50").stdout
+
+
+def curl(host, name, path="/", *args, scheme="https"):
+    """curl inside the instance, the name resolved to the loopback; trusts the name's cert."""
+    port = 443 if scheme == "https" else 80
+    cacert = f"--cacert /etc/nginx/tls/{name}/fullchain.pem" if scheme == "https" else ""
+    extra = " ".join(args)
+    return host.run(
+        f"curl -sS --max-time 10 --resolve {name}:{port}:127.0.0.1 {cacert} {extra} "
+        f"{scheme}://{name}{path}"
+    )
+
+
+def status_of(host, name, path="/", *args, scheme="https"):
+    result = curl(host, name, path, "-o /dev/null -w '%{http_code}'", *args, scheme=scheme)
+    return result.stdout.strip()
+
+
+def test_nginx_runs(host):
+    service = host.service("nginx")
+    assert service.is_running, journal(host)
+    assert service.is_enabled, journal(host)
+
+
+def test_live_configuration_is_valid(host):
+    result = host.run("nginx -t")
+    assert result.rc == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "mode"),
+    [
+        ("/etc/nginx/nginx.conf", 0o644),
+        ("/etc/nginx/morpheus/http.conf", 0o644),
+        (f"/etc/nginx/tls/app.{DOMAIN}/privkey.pem", 0o600),
+    ],
+)
+def test_file_modes(host, path, mode):
+    assert host.file(path).mode == mode
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_name_answers_over_https_and_http2(host, name):
+    result = curl(host, name, "/health", "-o /dev/null -w '%{http_code} %{http_version}'")
+    assert result.stdout.strip() == "200 2", result.stderr + journal(host)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_http_redirects_to_https(host, name):
+    result = curl(
+        host,
+        name,
+        "/some/page?q=1",
+        "-o /dev/null -w '%{http_code} %{redirect_url}'",
+        scheme="http",
+    )
+    assert result.stdout.strip() == f"301 https://{name}/some/page?q=1"
+
+
+def test_acme_challenge_is_served_over_http(host):
+    token = "/var/www/acme/.well-known/acme-challenge/test-token"
+    host.run(f"echo challenge-answer > {token}")
+    try:
+        result = curl(host, NAMES[0], "/.well-known/acme-challenge/test-token", scheme="http")
+        assert result.stdout.strip() == "challenge-answer"
+    finally:
+        host.run(f"rm -f {token}")
+
+
+@pytest.mark.parametrize("protocol", ["tls1", "tls1_1"])
+def test_old_tls_is_refused(host, protocol):
+    result = host.run(
+        f"openssl s_client -connect 127.0.0.1:443 -servername {API} -{protocol} "
+        "-cipher 'DEFAULT:@SECLEVEL=0' < /dev/null"
+    )
+    assert result.rc != 0
+    assert "alert protocol version" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("protocol", "expected"), [("tls1_2", "TLSv1.2"), ("tls1_3", "TLSv1.3")])
+def test_modern_tls_is_accepted(host, protocol, expected):
+    result = host.run(
+        f"openssl s_client -connect 127.0.0.1:443 -servername {API} -{protocol} < /dev/null"
+    )
+    assert f"New, {expected}, Cipher is" in result.stdout, result.stdout + result.stderr
+
+
+def test_tls12_session_tickets_are_off(host):
+    result = host.run(
+        f"openssl s_client -connect 127.0.0.1:443 -servername {API} -tls1_2 < /dev/null"
+    )
+    assert "Cipher is ECDHE" in result.stdout
+    assert "TLS session ticket:" not in result.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_security_headers(host, name):
+    headers = curl(host, name, "/", "-o /dev/null -D -").stdout.lower()
+    assert "strict-transport-security: max-age=63072000; includesubdomains" in headers
+    assert "x-content-type-options: nosniff" in headers
+    assert "x-frame-options: deny" in headers
+    assert "referrer-policy: strict-origin-when-cross-origin" in headers
+    assert "content-security-policy: default-src 'self'" in headers
+    assert "server: nginx\r" in headers  # no version
+
+
+def fresh_source():
+    """A loopback address of its own, so the limit counts from zero on every run."""
+    octets = ".".join(str(random.randint(1, 254)) for _ in range(3))  # noqa: S311 not crypto
+    return f"--interface 127.{octets}"
+
+
+def test_submissions_are_rate_limited(host):
+    source = fresh_source()
+    codes = [status_of(host, API, "/v1/comics", source, "-X POST --data title=x") for _ in range(6)]
+    # rate 2r/m with burst 2: three accepted, then 429.
+    assert codes[:3] == ["201", "201", "201"], codes
+    assert codes[3:] == ["429", "429", "429"], codes
+    # A GET of the same path is not a submission.
+    assert status_of(host, API, "/v1/comics") == "200"
+
+
+def test_storefront_submit_path_is_rate_limited(host):
+    source = fresh_source()
+    codes = [status_of(host, NAMES[0], "/submit", source, "-X POST --data t=x") for _ in range(5)]
+    assert codes == ["200", "200", "200", "429", "429"], codes
+
+
+def test_unknown_host_gets_nothing_over_http(host):
+    result = host.run("curl -sS --max-time 5 -H 'Host: unknown.example' http://127.0.0.1/")
+    assert result.rc == 52, result.stderr  # empty reply: 444
+
+
+def test_unknown_host_gets_no_tls_handshake(host):
+    result = host.run(
+        "curl -sS -k --max-time 5 --resolve unknown.example:443:127.0.0.1 https://unknown.example/"
+    )
+    assert result.rc == 35, result.stderr  # handshake rejected
+    assert "unrecognized name" in result.stderr
+
+
+def test_client_address_is_not_taken_from_untrusted_header(host):
+    body = curl(host, API, "/echo", "-H 'X-Forwarded-For: 203.0.113.9'").stdout
+    assert json.loads(body)["x_forwarded_for"] == "127.0.0.1"
+
+
+def test_upload_limit(host):
+    host.run(
+        "head -c 5242880 /dev/zero > /tmp/novel-5m && head -c 7340032 /dev/zero > /tmp/novel-7m"
+    )
+    assert status_of(host, API, "/upload", "-X POST --data-binary @/tmp/novel-5m") == "200"
+    assert status_of(host, API, "/upload", "-X POST --data-binary @/tmp/novel-7m") == "413"
+
+
+def test_gzip(host):
+    headers = curl(host, API, "/big", "-o /dev/null -D - -H 'Accept-Encoding: gzip'").stdout.lower()
+    assert "content-encoding: gzip" in headers
+
+
+def test_comic_pages_carry_cache_headers_and_security_headers(host):
+    headers = curl(host, API, "/v1/comics/abc/pages/1", "-o /dev/null -D -").stdout.lower()
+    assert "cache-control: private, max-age=86400" in headers
+    assert "no-cache" not in headers
+    assert "strict-transport-security" in headers
+
+
+def test_stub_status_on_loopback(host):
+    result = host.run("curl -sS http://127.0.0.1:8080/stub_status")
+    assert "Active connections:" in result.stdout
+    assert host.socket("tcp://127.0.0.1:8080").is_listening
+    assert not host.socket("tcp://0.0.0.0:8080").is_listening
+
+
+def test_access_log_is_json_with_times(host):
+    curl(host, API, "/health")
+    line = host.run("tail -n 1 /var/log/nginx/api.access.log").stdout
+    entry = json.loads(line)
+    assert entry["host"] == API
+    assert float(entry["request_time"]) >= 0
+    assert entry["upstream_response_time"] not in ("", "-")
+    assert entry["upstream_addr"] == "127.0.0.1:8000"
+
+
+def test_upstream_pool_comes_from_the_inventory_group(host):
+    conf = host.file("/etc/nginx/morpheus/http.conf").content_string
+    assert "server 127.0.0.1:8000 weight=1 max_fails=3 fail_timeout=10s;" in conf
+    assert "keepalive 32;" in conf
+
+
+def test_maintenance_flag_file_answers_503_with_the_page(host):
+    host.run("touch /etc/nginx/maintenance.on")
+    try:
+        result = curl(host, NAMES[0], "/", "-D -")
+        assert "HTTP/2 503" in result.stdout
+        assert "Down for maintenance" in result.stdout
+        assert "strict-transport-security" in result.stdout.lower()
+    finally:
+        host.run("rm -f /etc/nginx/maintenance.on")
+    assert status_of(host, NAMES[0], "/") == "200"
+
+
+def ansible_playbook(playbook, *args):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, str(SCENARIO / playbook), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_broken_config_never_goes_live(host):
+    live_before = host.file("/etc/nginx/morpheus/extra.conf").sha256sum
+    pid_before = host.file("/run/nginx.pid").content_string
+    result = ansible_playbook(
+        "broken.yml", "-e", "nginx_extra_config='this_is_not_a_directive on;'"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'unknown directive "this_is_not_a_directive"' in output, output
+    assert "Check the candidate configuration with nginx -t" in output
+    # The live tree and the running master are untouched, and it still answers.
+    assert host.file("/etc/nginx/morpheus/extra.conf").sha256sum == live_before
+    assert host.file("/run/nginx.pid").content_string == pid_before
+    assert host.run("nginx -t").rc == 0
+    assert status_of(host, API, "/health") == "200"
+
+
+def test_invalid_domain_stops_in_preflight(host):
+    result = ansible_playbook(
+        "broken.yml", "-e", "nginx_domain=morpheus_test!", "--tags", "nginx_preflight"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "is not a valid host name" in output, output
