@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "meta" / "argument_specs.yml").exists())
+ROLES = sorted(
+    p for p in (ROOT / "roles").iterdir() if (p / "meta" / "argument_specs.yml").exists()
+)
 ROW = re.compile(r"^\|\s*`([a-z0-9_]+)`\s*\|")
 
 
