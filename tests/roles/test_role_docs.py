@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
-DOCUMENTED = ["nginx"]
+DOCUMENTED = ["nginx", "letsencrypt"]
 
 
 def spec_options(role):
