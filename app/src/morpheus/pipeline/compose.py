@@ -41,7 +41,7 @@ ROWS: dict[int, tuple[int, ...]] = {
     5: (2, 1, 2),
     6: (2, 2, 2),
 }
-MAX_STRETCH = 0.12  # a panel may be cropped by this fraction of its height to fill a page
+MAX_STRETCH = 0.0  # how much a panel may be cropped to fill a page: never, it cuts lettering
 
 
 @dataclass(frozen=True)

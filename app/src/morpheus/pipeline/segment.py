@@ -482,6 +482,24 @@ def _chunks(text: str, limit: int) -> list[str]:
     return chunks
 
 
+ELLIPSIS = "\u2026"
+_SENTENCE_END = ".!?\u2026\"'\u201d\u2019)"
+
+
+def _continued(chunks: list[str]) -> list[str]:
+    """Mark a sentence running on into the next panel with ellipses, as letterers do."""
+    out: list[str] = []
+    carry = False
+    for i, chunk in enumerate(chunks):
+        text = ELLIPSIS + chunk if carry else chunk
+        carry = i < len(chunks) - 1 and chunk[-1] not in _SENTENCE_END
+        if carry:
+            text = text.rstrip(",;:\u2014-") + ELLIPSIS if not text.endswith("-") else text
+            carry = not chunk.endswith("-")
+        out.append(text)
+    return out
+
+
 @dataclass
 class _PanelDraft:
     caption: str | None = None
@@ -597,12 +615,12 @@ class _Builder:
                 if speaker:
                     self._heard(speaker)
             if kind == "narration":
-                for chunk in _chunks(text, CAPTION_MAX_CHARS):
+                for chunk in _continued(_chunks(text, CAPTION_MAX_CHARS - 2)):
                     if not draft.empty():
                         flush()
                     draft.caption = chunk
             else:
-                for chunk in _chunks(text, BALLOON_MAX_CHARS):
+                for chunk in _continued(_chunks(text, BALLOON_MAX_CHARS - 2)):
                     if len(draft.balloons) >= BALLOONS_PER_PANEL:
                         flush()
                     draft.balloons.append(Balloon(speaker=speaker, text=chunk))

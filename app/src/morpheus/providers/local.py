@@ -543,9 +543,16 @@ def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
     )
 
 
+def scene_seed(panel: Panel) -> int:
+    key = f"{panel.chapter}/{panel.scene}/{panel.setting}/{panel.time_of_day}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
 def draw_art(panel: Panel, width: int, height: int) -> Image.Image:
     """Paint the panel's scene and figures, without lettering."""
-    rng = random.Random(panel.seed)  # noqa: S311 - drawing, not security
+    # The background comes from the scene, not the panel: a room keeps its wallpaper and
+    # a street its houses from one panel to the next.
+    rng = random.Random(scene_seed(panel))  # noqa: S311 - drawing, not security
     img = Image.new("RGB", (width, height), PAPER)
     draw = _Draw(img)
     background = _BACKGROUNDS.get(panel.setting, _interior)
@@ -609,26 +616,37 @@ def _caption(draw: ImageDraw.ImageDraw, text: str, w: int, h: int, full_width: b
     return box[3]
 
 
-def _balloon(
+@dataclass(frozen=True)
+class _BalloonFit:
+    face: ImageFont.FreeTypeFont
+    lines: list[str]
+    text_h: float
+    width: float
+    height: float
+
+
+def _fit_balloon(text: str, w: int, h: int, max_width: float, max_height: float) -> _BalloonFit:
+    """The balloon's font and size: an ellipse around the text, within the limits."""
+    pad_w, pad_h = h * 0.02, h * 0.03
+    size = max(MIN_FONT_PX, round(h * 0.042))
+    face, lines, text_w, text_h = _fit(
+        text, BALLOON_FONT, size, (max_width - pad_w) * 0.72, (max_height - pad_h) / 1.45
+    )
+    return _BalloonFit(face, lines, text_h, text_w / 0.72 + pad_w, text_h * 1.45 + pad_h)
+
+
+def _draw_balloon(
     draw: ImageDraw.ImageDraw,
-    text: str,
-    anchor_x: float,
-    top: float,
+    fit: _BalloonFit,
+    box: tuple[float, float, float, float],
+    target: tuple[float, float] | None,
     w: int,
     h: int,
-    max_width: float,
-    target: tuple[float, float] | None,
-) -> float:
-    """Draw one speech balloon; return its bottom edge."""
-    size = max(MIN_FONT_PX, round(h * 0.042))
-    face, lines, text_w, text_h = _fit(text, BALLOON_FONT, size, max_width * 0.72, h * 0.3)
-    bw, bh = text_w / 0.72 + h * 0.02, text_h * 1.45 + h * 0.03
-    margin = w * 0.02
-    left = min(max(margin, anchor_x - bw / 2), w - margin - bw)
-    box = (left, top, left + bw, top + bh)
+) -> None:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    bw, bh = box[2] - box[0], box[3] - box[1]
     lw = max(2, round(min(w, h) / 160))
-    if target is None:
+    if target is None:  # an unseen speaker: the tail points out of the panel
         target = (cx + bw * 0.15, min(h * 0.98, box[3] + h * 0.12))
     tx, ty = target
     # The tail: from the lower part of the balloon toward the speaker, stopping short.
@@ -641,16 +659,21 @@ def _balloon(
     draw.ellipse(box, fill=INK)
     draw.ellipse((box[0] + lw, box[1] + lw, box[2] - lw, box[3] - lw), fill=PAPER)
     draw.polygon(tail, fill=PAPER)
-    line_h = text_h / max(1, len(lines))
-    y = cy - text_h / 2
-    for i, line in enumerate(lines):
-        lx = cx - face.getlength(line) / 2
-        draw.text((lx, y + i * line_h), line, font=face, fill=INK)
-    return box[3]
+    line_h = fit.text_h / max(1, len(fit.lines))
+    y = cy - fit.text_h / 2
+    for i, line in enumerate(fit.lines):
+        draw.text(
+            (cx - fit.face.getlength(line) / 2, y + i * line_h), line, font=fit.face, fill=INK
+        )
 
 
 def letter(img: Image.Image, panel: Panel) -> None:
-    """Letter the panel's caption and balloons onto ``img`` in place."""
+    """Letter the panel's caption and balloons onto ``img`` in place.
+
+    The caption sits at the top left; balloons below it and above the figures' heads, one
+    centred over its speaker, or two side by side (left one first, the right one a little
+    lower, so they read in order), tails pointing at the speakers.
+    """
     w, h = img.size
     draw = _Draw(img)
     bottom = 0.0
@@ -658,24 +681,35 @@ def letter(img: Image.Image, panel: Panel) -> None:
         bottom = _caption(draw, panel.caption, w, h, full_width=not panel.balloons)
     if not panel.balloons:
         return
-    heads = {fig.name: fig for fig in figure_layout(panel, w, h)}
-    n = len(panel.balloons)
+    figures = figure_layout(panel, w, h)
+    heads = {fig.name: fig for fig in figures}
     top = bottom + h * 0.03 if bottom else h * 0.04
-    max_width = w * (0.48 if n > 1 else 0.66)
-    for i, balloon in enumerate(panel.balloons):
-        fig = heads.get(balloon.speaker or "") or (heads.get("") if not balloon.speaker else None)
+    heads_top = min((f.head_centre[1] - f.head_radius for f in figures), default=h * 0.6)
+    available = max(h * 0.16, heads_top - top - h * 0.05)
+    margin = w * 0.03
+    balloons = panel.balloons[:2]
+    n = len(balloons)
+    max_width = w * 0.62 if n == 1 else (w - 2 * margin) * 0.49
+    fits = [
+        _fit_balloon(b.text, w, h, max_width, available * (1.0 if n == 1 else 0.8))
+        for b in balloons
+    ]
+    for i, (balloon, fit) in enumerate(zip(balloons, fits, strict=True)):
+        fig = heads.get(balloon.speaker or "") if balloon.speaker else heads.get("")
         target = None
         if fig is not None:
             hx, hy = fig.head_centre
             target = (hx, hy - fig.head_radius * 1.2)
-        anchor = target[0] if target else w * 0.5
-        if n > 1:
-            anchor = w * (0.27 if i % 2 == 0 else 0.73)
-        if fig is not None and n > 1:
-            anchor = (anchor * 2 + fig.x) / 3
-        balloon_bottom = _balloon(draw, balloon.text, anchor, top, w, h, max_width, target)
-        # Balloons read left to right, top to bottom: the next one sits a little lower.
-        top = top + (balloon_bottom - top) * 0.55
+        if n == 1:
+            centre = target[0] if target else w * 0.5
+            left = min(max(margin, centre - fit.width / 2), w - margin - fit.width)
+            y = top
+        elif i == 0:
+            left, y = margin, top
+        else:
+            left = w - margin - fit.width
+            y = top + min(fits[0].height * 0.35, max(0.0, available - fit.height))
+        _draw_balloon(draw, fit, (left, y, left + fit.width, y + fit.height), target, w, h)
 
 
 def to_png(img: Image.Image) -> bytes:
