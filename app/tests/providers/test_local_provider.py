@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from morpheus.pipeline.segment import Balloon, Panel
+from morpheus.pipeline.segment import Balloon, Panel, segment
 from morpheus.providers import LocalProvider, get_provider
 from morpheus.providers.local import CAPTION_FILL, FONT_DIR
 from morpheus.settings import Settings
@@ -203,3 +207,29 @@ def test_odd_sizes_draw_in_every_setting(setting: str, size: tuple[int, int]) ->
     for night in ("day", "night"):
         data = LocalProvider().render(make_panel(setting=setting, time_of_day=night), *size)
         assert image(data).size == size
+
+
+def test_bytes_are_the_same_in_another_process() -> None:
+    """No per-process state (hash seeds, caches) leaks into the drawing."""
+    script = (
+        "import hashlib, sys\n"
+        "from morpheus.pipeline.segment import segment\n"
+        "from morpheus.providers.local import LocalProvider\n"
+        "panel = next(segment(sys.argv[1]).panels())\n"
+        "print(hashlib.sha256(LocalProvider().render(panel, 200, 150)).hexdigest())\n"
+    )
+    text = '"Where is everyone?" asked Anna, looking down the empty street at night.'
+    digests = set()
+    for hash_seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-c", script, text],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=60,
+        )
+        digests.add(result.stdout.strip())
+    panel = next(segment(text).panels())
+    digests.add(hashlib.sha256(LocalProvider().render(panel, 200, 150)).hexdigest())
+    assert len(digests) == 1

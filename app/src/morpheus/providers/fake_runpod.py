@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import json
 import threading
 import time
@@ -240,7 +241,8 @@ class FakeRunPod:
         parts = [p for p in path.split("/") if p]
         route = parts[2] if len(parts) >= 3 and parts[0] == "v2" else "unknown"
         auth = headers.get("authorization", "")
-        authorized = auth in (f"Bearer {self.api_key}", self.api_key)
+        token = auth.removeprefix("Bearer ").strip()
+        authorized = hmac.compare_digest(token.encode(), self.api_key.encode())
         status, payload, extra = self._api(method, parts, route, authorized, body)
         with self.state.lock:
             self.state.requests.append(Recorded(method, path, route, status, authorized))

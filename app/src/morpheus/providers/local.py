@@ -475,10 +475,12 @@ _BACKGROUNDS = {
 }
 
 
-def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
+def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float, speaking: bool) -> None:
+    """A simple figure; its looks come from the name, so a character is recognisable."""
     rng = _name_rng(fig.name or "stranger")
     skin, hair = rng.choice(_SKIN), rng.choice(_HAIR)
     shirt, trousers = rng.choice(_CLOTHES), rng.choice(_TROUSERS)
+    long_hair = rng.random() < 0.45
     if not fig.name:
         skin, hair, shirt, trousers = (150, 150, 155), (90, 90, 95), (110, 110, 118), (80, 80, 88)
     h, x, feet = fig.height, fig.x, fig.feet
@@ -511,9 +513,12 @@ def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
         outline=INK,
         width=lw,
     )
-    # arms
+    # arms: a speaker gestures with the arm on the side they face
+    gesture_side = 1 if facing >= 0 else -1
     for side in (-1, 1):
         hand = (x + side * half * 1.45, hip_y - h * 0.02)
+        if speaking and side == gesture_side:
+            hand = (x + side * half * 2.1, shoulder_y + h * 0.02)
         draw.line(
             (x + side * half * 0.9, shoulder_y + h * 0.03, *hand), fill=shirt, width=int(h * 0.055)
         )
@@ -522,6 +527,12 @@ def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
             fill=skin,
         )
     # neck and head
+    if long_hair:
+        draw.rounded_rectangle(
+            (hx - hr * 1.12, hy - hr * 0.9, hx + hr * 1.12, hy + hr * 1.6),
+            radius=hr * 0.6,
+            fill=hair,
+        )
     draw.rectangle((x - hr * 0.35, hy + hr * 0.7, x + hr * 0.35, shoulder_y + lw), fill=skin)
     draw.ellipse((hx - hr, hy - hr, hx + hr, hy + hr), fill=skin, outline=INK, width=lw)
     draw.chord((hx - hr * 1.05, hy - hr * 1.1, hx + hr * 1.05, hy + hr * 0.7), 180, 360, fill=hair)
@@ -529,18 +540,19 @@ def _figure(draw: ImageDraw.ImageDraw, fig: Figure, facing: float) -> None:
     for ex in (-0.35, 0.35):
         cx = hx + (ex + facing * 0.2) * hr
         draw.ellipse((cx - eye, hy + hr * 0.05 - eye, cx + eye, hy + hr * 0.05 + eye), fill=INK)
-    draw.arc(
-        (
-            hx - hr * 0.3 + facing * hr * 0.2,
-            hy + hr * 0.25,
-            hx + hr * 0.3 + facing * hr * 0.2,
-            hy + hr * 0.6,
-        ),
-        20,
-        160,
-        fill=INK,
-        width=max(1, lw // 2),
-    )
+    mouth_x = hx + facing * hr * 0.2
+    if speaking:
+        draw.ellipse(
+            (mouth_x - hr * 0.16, hy + hr * 0.38, mouth_x + hr * 0.16, hy + hr * 0.62), fill=INK
+        )
+    else:
+        draw.arc(
+            (mouth_x - hr * 0.3, hy + hr * 0.25, mouth_x + hr * 0.3, hy + hr * 0.6),
+            20,
+            160,
+            fill=INK,
+            width=max(1, lw // 2),
+        )
 
 
 def scene_seed(panel: Panel) -> int:
@@ -558,9 +570,10 @@ def draw_art(panel: Panel, width: int, height: int) -> Image.Image:
     background = _BACKGROUNDS.get(panel.setting, _interior)
     background(img, draw, rng, panel.time_of_day == "night")
     figures = figure_layout(panel, width, height)
+    speakers = {b.speaker or "" for b in panel.balloons}
     for i, fig in enumerate(figures):
         facing = 0.0 if len(figures) == 1 else (1.0 if i < len(figures) / 2 else -1.0)
-        _figure(draw, fig, facing)
+        _figure(draw, fig, facing, speaking=fig.name in speakers)
     return img
 
 
