@@ -95,9 +95,15 @@ def test_a_wide_blank_gap_breaks_the_scene() -> None:
 
 @pytest.mark.parametrize(
     "shift",
-    ["The next morning the rain stopped.", "Hours later, they arrived.", "Meanwhile, Tom ran."],
+    [
+        "The next morning the rain stopped.",
+        "Hours later, they arrived.",
+        "Meanwhile, Tom ran.",
+        "Back at the farm, the dogs barked.",
+        "Elsewhere, a train left the station.",
+    ],
 )
-def test_time_shift_starts_a_new_scene(shift: str) -> None:
+def test_time_or_place_shift_starts_a_new_scene(shift: str) -> None:
     script = segment(f"They slept in the house.\n\n{shift}")
     assert len(script.chapters[0].scenes) == 2
 

@@ -131,7 +131,9 @@ _TIME_SHIFT_RE = re.compile(
     r"^(?:the\s+(?:next|following)\s+(?:morning|day|evening|night|week|month|year)|"
     r"(?:hours|days|weeks|months|years)\s+later|later\s+that\s+(?:day|night|evening|morning)|"
     r"that\s+(?:night|evening|afternoon)|meanwhile|by\s+(?:nightfall|dawn|morning|evening)|"
-    r"at\s+(?:dawn|dusk|midnight|noon))\b",
+    r"at\s+(?:dawn|dusk|midnight|noon)|"
+    # place shifts
+    r"elsewhere|back\s+(?:at|in|on)\s+the|across\s+(?:town|the\s+city)|far\s+away)\b",
     re.IGNORECASE,
 )
 
