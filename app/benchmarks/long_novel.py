@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import resource
 import sys
 import time
@@ -102,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"render rate: {len(panels) / timings['render']:.1f} panels/s")
     print(f"end to end: {len(panels) / total:.1f} panels/s")
     print(f"outputs: pdf {len(pdf) / 2**20:.1f} MiB, cbz {len(cbz) / 2**20:.1f} MiB")
-    print(f"wall time: {total:.2f} s")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        f"wall time: {total:.2f} s (cpu {usage.ru_utime + usage.ru_stime:.2f} s, "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)"
+    )
     print(f"peak RSS: {_peak_rss_mib():.0f} MiB")
     sys.stdout.flush()
 
