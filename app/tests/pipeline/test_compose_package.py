@@ -209,6 +209,8 @@ def test_cbz_holds_the_pages_and_a_valid_comic_info(pages: list[bytes]) -> None:
         assert names == [f"page_{i:04d}.png" for i in range(1, len(pages) + 1)] + ["ComicInfo.xml"]
         for i, data in enumerate(pages):
             assert archive.read(names[i]) == data
+            assert archive.getinfo(names[i]).compress_type == zipfile.ZIP_STORED
+            assert archive.getinfo(names[i]).external_attr >> 16 == 0o100644
         info = ElementTree.fromstring(archive.read("ComicInfo.xml"))  # noqa: S314 - our own
     assert info.tag == "ComicInfo"
     assert info.findtext("Title") == "The Long Night"

@@ -21,6 +21,7 @@ from PIL import Image
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAGE_DPI = 150
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+_FILE_MODE = 0o100644 << 16  # a regular file, rw-r--r--, when unpacked
 
 
 class PackagingError(ValueError):
@@ -221,8 +222,10 @@ def build_cbz(pages: Sequence[bytes], metadata: ComicMetadata) -> bytes:
             png_size(data)
             info = zipfile.ZipInfo(page_name(i), date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = _FILE_MODE
             archive.writestr(info, data)
         info = zipfile.ZipInfo("ComicInfo.xml", date_time=_ZIP_TIME)
         info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = _FILE_MODE
         archive.writestr(info, comic_info_xml(metadata, pages))
     return buf.getvalue()

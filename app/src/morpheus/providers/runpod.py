@@ -403,10 +403,11 @@ class RunPodProvider:
                 raise ProviderError(
                     f"RunPod returned an unreadable image: {exc}", retryable=False
                 ) from None
-            if img.size != (width, height):
-                img = ImageOps.fit(img, (width, height), method=Image.Resampling.LANCZOS)
+            # Letter at twice the size and scale down, as the local provider does, so
+            # balloon outlines and text are smooth.
+            img = ImageOps.fit(img, (width * 2, height * 2), method=Image.Resampling.LANCZOS)
             letter(img, panel)
-            return to_png(img)
+            return to_png(img.reduce(2))
         except ProviderError:
             outcome = "error"
             raise
