@@ -1,0 +1,422 @@
+"""The inventories: which value wins at each level, and what playbooks/preflight.yml refuses.
+
+Every command runs the real Ansible tools (ansible-inventory, ansible, ansible-playbook)
+with the repository's ansible.cfg. The precedence tests work on a copy of an
+environment's inventory (symlinks kept) with a probe variable added at each level, so
+the real inventories stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ["production", "staging", "local"]
+REQUIRED_GROUPS = ["edge", "api", "workers", "postgres", "redis"]
+PREFLIGHT = ROOT / "playbooks" / "preflight.yml"
+
+# Lowest to highest; probe_N is set at levels 1..N, so level N must win for it.
+LEVELS = [
+    "role defaults",
+    "top-level group_vars/all",
+    "inventory group_vars/all",
+    "inventory group_vars/api",
+    "host_vars",
+    "extra vars",
+]
+
+
+def ansible(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        **env,
+    }
+    return subprocess.run(
+        list(args),
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def inventory_list(inventory: Path) -> dict:
+    result = ansible("ansible-inventory", "-i", str(inventory), "--list")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def flat(output: str) -> str:
+    """Ansible folds long messages over several lines: compare on one line."""
+    return " ".join(output.replace("''", "'").split())
+
+
+def copy_environment(env: str, dest: Path) -> Path:
+    """The environment's inventory and the platform defaults, laid out as in the repository."""
+    shutil.copytree(ROOT / "group_vars", dest / "group_vars", symlinks=True)
+    shutil.copytree(ROOT / "inventories" / env, dest / "inventories" / env, symlinks=True)
+    return dest / "inventories" / env
+
+
+def write_yaml(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False))
+
+
+def first_host(inventory: dict, group: str) -> str:
+    hosts = hosts_of(inventory, group)
+    assert hosts, f"group {group} has no hosts"
+    return hosts[0]
+
+
+def hosts_of(inventory: dict, group: str) -> list[str]:
+    entry = inventory.get(group, {})
+    found = list(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        found += [h for h in hosts_of(inventory, child) if h not in found]
+    return found
+
+
+# --- the real inventories -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_required_group_has_hosts_and_monitoring_is_reserved(env):
+    inventory = inventory_list(ROOT / "inventories" / env)
+    for group in REQUIRED_GROUPS:
+        assert hosts_of(inventory, group), f"{env}: group {group} is empty"
+    assert "monitoring" in inventory["all"]["children"], f"{env}: no monitoring group"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_platform_defaults_load_under_the_environment_values(env):
+    """Top-level group_vars/all reaches every host; the environment's values win over it."""
+    hostvars = inventory_list(ROOT / "inventories" / env)["_meta"]["hostvars"]
+    assert hostvars
+    platform = yaml.safe_load((ROOT / "group_vars" / "all" / "main.yml").read_text())
+    for host, variables in hostvars.items():
+        # set only in the top-level group_vars/all
+        assert variables["morpheus_platform_name"] == platform["morpheus_platform_name"], host
+        assert variables["docker_log_max_size"] == platform["docker_log_max_size"], host
+        # set only by the environment
+        assert variables["morpheus_environment"] == env, host
+        # set at both levels: the environment wins (local runs Debian's engine)
+        expected = "debian" if env == "local" else platform["docker_install_source"]
+        assert variables["docker_install_source"] == expected, host
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_inventory_links_the_platform_defaults_first(env):
+    link = ROOT / "inventories" / env / "group_vars" / "all" / "000-platform"
+    assert link.is_symlink(), f"{link} must link the top-level group_vars/all"
+    assert link.resolve() == (ROOT / "group_vars" / "all").resolve()
+    # group_vars/all files load in name order and a later one wins
+    names = sorted(p.name for p in link.parent.iterdir())
+    assert names[0] == "000-platform", names
+
+
+def test_no_playbook_group_vars():
+    """playbooks/group_vars would load ABOVE the inventory's group_vars/all.
+
+    test_a_playbook_group_vars_link_would_override_the_environment shows what goes
+    wrong; this keeps anyone from adding one.
+    """
+    assert not (ROOT / "playbooks" / "group_vars").exists()
+    assert not (ROOT / "playbooks" / "host_vars").exists()
+
+
+def test_ad_hoc_commands_do_not_load_the_top_level_group_vars_as_playbook_vars(tmp_path):
+    """Why ansible.cfg sets playbook_dir = playbooks.
+
+    ansible and ansible-inventory treat their playbook dir (the current folder unless
+    set) like a playbook's: a group_vars/ there loads above the inventory's
+    group_vars/all. From the repository's root that would be the platform defaults.
+    """
+    inventory = copy_environment("local", tmp_path)
+    command = ("ansible-inventory", "-i", str(inventory), "--host", "morpheus-local")
+    trap = ansible(*command, cwd=tmp_path, ANSIBLE_PLAYBOOK_DIR=str(tmp_path))
+    assert json.loads(trap.stdout)["docker_install_source"] == "official", trap.stderr
+    configured = ansible(*command, cwd=tmp_path)
+    assert json.loads(configured.stdout)["docker_install_source"] == "debian", configured.stderr
+
+
+# --- precedence, level by level -------------------------------------------------------
+
+
+def probe_values(level: int) -> dict:
+    """probe_N for every N >= level, set to the level's name."""
+    return {f"probe_{n}": LEVELS[level - 1] for n in range(level, len(LEVELS) + 1)}
+
+
+PROBE_PLAY = """---
+- name: Show the probe variables
+  hosts: {host}
+  gather_facts: false
+  roles:
+    - role: precedence_probe
+"""
+
+
+@pytest.fixture(params=ENVIRONMENTS)
+def probed(request, tmp_path):
+    """A copy of an environment with probe_1..6 set at the six levels."""
+    env = request.param
+    inventory = copy_environment(env, tmp_path)
+    host = first_host(inventory_list(inventory), "api")
+    role = tmp_path / "roles" / "precedence_probe"
+    write_yaml(role / "defaults" / "main.yml", probe_values(1))
+    write_yaml(role / "meta" / "main.yml", {"galaxy_info": {"author": "test"}, "dependencies": []})
+    (role / "tasks").mkdir(parents=True)
+    (role / "tasks" / "main.yml").write_text(
+        "---\n- name: Probe\n  ansible.builtin.debug:\n"
+        '    msg: "{{ {' + ", ".join(f"'probe_{n}': probe_{n}" for n in range(1, 7)) + '} }}"\n'
+    )
+    write_yaml(tmp_path / "group_vars" / "all" / "zz-probe.yml", probe_values(2))
+    write_yaml(inventory / "group_vars" / "all" / "zz-probe.yml", probe_values(3))
+    api_vars = inventory / "group_vars" / "api"
+    write_yaml(api_vars / "zz-probe.yml", probe_values(4))
+    write_yaml(inventory / "host_vars" / f"{host}.yml", probe_values(5))
+    playbook_dir = tmp_path / "probe"
+    playbook_dir.mkdir()
+    (playbook_dir / "probe.yml").write_text(PROBE_PLAY.format(host=host))
+    return env, inventory, host, tmp_path
+
+
+def run_probe(inventory: Path, playbook: Path, roles: Path) -> dict:
+    """The probe role's message, read from the json callback's report."""
+    result = ansible(
+        "ansible-playbook",
+        "-i",
+        str(inventory),
+        str(playbook),
+        "-e",
+        json.dumps({"probe_6": LEVELS[5]}),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        # profile_tasks (ansible.cfg) would print after the JSON report; junit writes files only
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit",
+        JUNIT_OUTPUT_DIR=str(roles.parent / "junit"),
+        ANSIBLE_ROLES_PATH=str(roles),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    report = json.loads(result.stdout)
+    task = report["plays"][0]["tasks"][-1]
+    ((_, outcome),) = task["hosts"].items()
+    return outcome["msg"]
+
+
+def test_each_level_wins_over_the_one_below(probed):
+    env, inventory, _host, tmp_path = probed
+    values = run_probe(inventory, tmp_path / "probe" / "probe.yml", tmp_path / "roles")
+    assert values == {f"probe_{n}": LEVELS[n - 1] for n in range(1, 7)}, env
+
+
+def test_ansible_inventory_sees_the_inventory_levels(probed):
+    env, inventory, host, _ = probed
+    result = ansible("ansible-inventory", "-i", str(inventory), "--host", host)
+    assert result.returncode == 0, result.stderr
+    variables = json.loads(result.stdout)
+    # role defaults and extra vars belong to plays: ansible-inventory shows levels 2-5
+    assert "probe_1" not in variables
+    assert {f"probe_{n}": variables[f"probe_{n}"] for n in range(2, 7)} == {
+        "probe_2": LEVELS[1],
+        "probe_3": LEVELS[2],
+        "probe_4": LEVELS[3],
+        "probe_5": LEVELS[4],
+        "probe_6": LEVELS[4],
+    }, env
+
+
+def test_ad_hoc_extra_vars_win_over_host_vars(probed):
+    _env, inventory, host, _ = probed
+    result = ansible(
+        "ansible", "-i", str(inventory), host, "-m", "ansible.builtin.debug", "-a", "var=probe_6",
+        "-e", "probe_6=from-the-command-line",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "probe_6: from-the-command-line" in result.stdout, result.stdout
+    result = ansible(
+        "ansible", "-i", str(inventory), host, "-m", "ansible.builtin.debug", "-a", "var=probe_5"
+    )  # fmt: skip
+    assert f"probe_5: {LEVELS[4]}" in result.stdout, result.stdout
+
+
+def test_a_playbook_group_vars_link_would_override_the_environment(probed):
+    """Why the platform defaults are not linked beside the playbooks.
+
+    Ansible loads playbook group_vars/all above the inventory's group_vars/all: a
+    `playbooks/group_vars -> ../group_vars` link would let a platform default beat
+    the environment's value.
+    """
+    _env, inventory, _host, tmp_path = probed
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "group_vars").symlink_to("../group_vars")
+    shutil.copy(tmp_path / "probe" / "probe.yml", playbooks / "probe.yml")
+    values = run_probe(inventory, playbooks / "probe.yml", tmp_path / "roles")
+    assert values["probe_3"] == LEVELS[1], "playbook group_vars/all no longer beats the inventory's"
+
+
+# --- playbooks/preflight.yml ----------------------------------------------------------
+
+
+def preflight(inventory: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return ansible("ansible-playbook", "-i", str(inventory), str(PREFLIGHT), cwd=cwd)
+
+
+@pytest.mark.parametrize("env", ["production", "staging"])
+def test_preflight_refuses_the_examples_naming_variables_and_files(env):
+    result = preflight(Path("inventories") / env)
+    output = flat(result.stdout + result.stderr)
+    assert result.returncode != 0, output
+    assert "still hold the placeholder CHANGE_ME" in output, output
+    main = f"inventories/{env}/group_vars/all/main.yml"
+    hosts = f"inventories/{env}/hosts.yml"
+    for expected in (
+        re.compile(re.escape(main) + r":\d+: nginx_domain = 'CHANGE_ME\."),
+        re.compile(re.escape(main) + r":\d+: letsencrypt_email = 'CHANGE_ME@"),
+        re.compile(re.escape(main) + r":\d+: common_admin_users\[0\]\.ssh_keys\[0\] = "),
+        re.compile(re.escape(hosts) + rf":\d+: ansible_host = 'CHANGE_ME' \(hosts: {env}-db-1\)"),
+        re.compile(
+            re.escape(f"inventories/{env}/group_vars/all/vault.yml")
+            + r": vault_redis_app_password is not defined, needed by redis_app_password"
+        ),
+    ):
+        assert expected.search(output), f"{expected.pattern} not in: {output}"
+    # a value that only reaches a variable through a template is not listed again
+    assert "postgresql_private_address" not in output
+
+
+def test_preflight_passes_on_local():
+    result = preflight(Path("inventories") / "local")
+    output = flat(result.stdout)
+    assert result.returncode == 0, output + result.stderr
+    assert "1 host(s), environment local; no placeholder left" in output
+
+
+def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
+    """The production example, filled in: it passes, and one placeholder put back is named."""
+    inventory = copy_environment("production", tmp_path)
+    hosts_file = inventory / "hosts.yml"
+    text = hosts_file.read_text()
+    for number in range(1, 100):
+        if "CHANGE_ME" not in text:
+            break
+        text = text.replace("CHANGE_ME", f"10.10.0.{number}", 1)
+    hosts_file.write_text(text)
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(
+        main.read_text()
+        .replace("CHANGE_ME.example.org", "comics.example.org")
+        .replace("CHANGE_ME@example.org", "ops@example.org")
+        .replace(
+            "CHANGE_ME/16 (the hosts' private network, for example 10.10.0.0/16)", "10.10.0.0/16"
+        )
+        .replace("CHANGE_ME ssh-ed25519 AAAA... admin@laptop", "ssh-ed25519 AAAAC3Nz test-only")
+        .replace("CHANGE_ME", "deploy")
+    )
+    example = inventory / "group_vars" / "all" / "vault.yml.example"
+    vault = yaml.safe_load(example.read_text())
+    # test-only values, in a temporary copy that is never committed
+    write_yaml(example.with_name("vault.yml"), {key: f"test-only-{key}" for key in vault})
+    result = preflight(inventory)
+    assert result.returncode == 0, flat(result.stdout + result.stderr)
+
+    write_yaml(inventory / "host_vars" / "production-redis-1.yml", {"redis_maxmemory": "CHANGE_ME"})
+    result = preflight(inventory)
+    output = flat(result.stdout + result.stderr)
+    assert result.returncode != 0
+    assert "1 value(s) still hold the placeholder CHANGE_ME" in output, output
+    expected = "host_vars/production-redis-1.yml:2: redis_maxmemory = 'CHANGE_ME'"
+    assert f"{expected} (hosts: production-redis-1)" in output, output
+
+
+# --- malformed inventories ------------------------------------------------------------
+
+
+LOCAL_HOSTS = {
+    "all": {
+        "children": {
+            "edge": {"hosts": {"edge-1": {"morpheus_private_address": "10.0.0.1"}}},
+            "api": {"hosts": {"api-1": {"morpheus_private_address": "10.0.0.2"}}},
+            "workers": {"hosts": {"worker-1": {"morpheus_private_address": "10.0.0.3"}}},
+            "postgres": {"hosts": {"db-1": {"morpheus_private_address": "10.0.0.4"}}},
+            "redis": {"hosts": {"redis-1": {"morpheus_private_address": "10.0.0.5"}}},
+            "monitoring": {"hosts": {}},
+        }
+    }
+}
+
+
+def broken_inventory(tmp_path: Path, change) -> Path:
+    inventory = copy_environment("local", tmp_path)
+    hosts = json.loads(json.dumps(LOCAL_HOSTS))
+    change(hosts["all"]["children"])
+    write_yaml(inventory / "hosts.yml", hosts)
+    return inventory
+
+
+def test_a_valid_layout_passes(tmp_path):
+    result = preflight(broken_inventory(tmp_path, lambda groups: None))
+    assert result.returncode == 0, flat(result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda g: g["redis"].update(hosts={}),
+            "group 'redis' has no hosts: add one under all.children.redis.hosts in hosts.yml",
+        ),
+        (
+            lambda g: g.update(backup={"hosts": {"stray-1": {}}}),
+            "host 'stray-1' is in none of the platform's groups (edge, api, workers, postgres, "
+            "redis, monitoring, local): put it in one in hosts.yml, or remove it",
+        ),
+        (
+            lambda g: g["postgres"]["hosts"]["db-1"].clear(),
+            "host 'db-1' (group postgres) has no morpheus_private_address: set it in hosts.yml "
+            "or host_vars/db-1.yml",
+        ),
+        (
+            lambda g: g["redis"]["hosts"]["redis-1"].update(morpheus_private_address="10.0.0.300"),
+            "host 'redis-1' (group redis): morpheus_private_address '10.0.0.300' is not an IP "
+            "address",
+        ),
+        (
+            lambda g: g["postgres"]["hosts"]["db-1"].update(morpheus_private_address="8.8.8.8"),
+            "host 'db-1' (group postgres): morpheus_private_address '8.8.8.8' is not a private "
+            "address",
+        ),
+    ],
+    ids=["empty-group", "host-in-no-group", "no-private-address", "bad-address", "public-address"],
+)
+def test_a_broken_layout_is_refused(tmp_path, change, message):
+    result = preflight(broken_inventory(tmp_path, change))
+    output = flat(result.stdout + result.stderr)
+    assert result.returncode != 0, output
+    assert "is not usable:" in output and message in output, output
+
+
+def test_bad_yaml_is_refused_with_the_parse_error(tmp_path):
+    inventory = copy_environment("local", tmp_path)
+    (inventory / "hosts.yml").write_text("all:\n  children:\n    edge:\n      hosts: [unclosed\n")
+    result = preflight(inventory)
+    output = flat(result.stdout + result.stderr)
+    assert result.returncode != 0, output
+    # Ansible's own warning names the file and the YAML error...
+    assert "hosts.yml" in output and "Unable to parse" in output, output
+    # ...and the preflight stops instead of running on no hosts.
+    assert "the inventory has no hosts: did hosts.yml parse?" in output, output
