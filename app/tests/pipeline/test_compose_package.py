@@ -11,8 +11,9 @@ from xml.etree import ElementTree
 
 import pytest
 from morpheus.pipeline.compose import (
+    LAYOUTS,
     PAGE_RHYTHM,
-    ROWS,
+    choose_rows,
     compose_pages,
     page_count,
     plan_pages,
@@ -75,8 +76,30 @@ def test_plan_places_every_panel_once_in_order_and_chapters_start_pages() -> Non
     assert chapter_three[:5] == list(PAGE_RHYTHM[:5])
     assert sum(chapter_three) == 30
     assert chapter_three[-1] > 1  # no panel left alone on a chapter's last page
-    assert len(set(chapter_three)) > 3  # layouts vary with the count
-    assert all(n in ROWS for n in chapter_three)
+    assert len(set(chapter_three)) >= 3  # the count, and so the layout, varies
+    assert all(n in LAYOUTS for n in chapter_three)
+
+
+@pytest.mark.parametrize(
+    ("aspect", "count", "expected"),
+    [
+        # 4:3 panels three across would letter too small to read
+        (4 / 3, 6, {(2, 2, 2)}),
+        (4 / 3, 5, {(2, 1, 2), (1, 2, 2), (2, 2, 1)}),
+        (4 / 3, 3, {(1, 2), (2, 1)}),
+        # square panels: a full-width row would be too tall; three across still reads
+        (1.0, 6, {(2, 2, 2)}),
+        (1.0, 5, {(3, 2)}),
+    ],
+)
+def test_the_layout_that_fills_the_page_best_is_chosen(
+    aspect: float, count: int, expected: set[tuple[int, ...]]
+) -> None:
+    chosen = {
+        choose_rows(count, [aspect] * count, 1116, 1569, 20, beat=beat, min_cell_h=350)
+        for beat in range(8)
+    }
+    assert chosen == expected  # and ties rotate from page to page
 
 
 def test_page_count_includes_the_title_page() -> None:

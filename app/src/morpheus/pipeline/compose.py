@@ -32,16 +32,21 @@ PANEL_WIDTH = 800
 PANEL_HEIGHT = 600
 
 # Panels per page, repeated through each chapter, and the rows each count is laid out in.
-PAGE_RHYTHM: tuple[int, ...] = (5, 6, 3, 6, 4, 5, 6, 2)
-ROWS: dict[int, tuple[int, ...]] = {
-    1: (1,),
-    2: (1, 1),
-    3: (1, 2),
-    4: (1, 3),
-    5: (2, 1, 2),
-    6: (2, 2, 2),
+PAGE_RHYTHM: tuple[int, ...] = (5, 6, 3, 5, 6, 5, 3, 6)
+# Lettering is drawn in proportion to the panel, so a panel shown too small has text too
+# small to read: no layout may make a panel shorter than this fraction of the page
+# (about 8 pt lettering for the local provider's panels).
+MIN_CELL_FRACTION = 0.2
+# For each panel count, the row layouts (panels per row, top to bottom) a page may use.
+# The one that fills the page best for the panels' shape wins; ties rotate page by page.
+LAYOUTS: dict[int, tuple[tuple[int, ...], ...]] = {
+    1: ((1,),),
+    2: ((1, 1), (2,)),
+    3: ((1, 2), (2, 1), (3,)),
+    4: ((1, 3), (3, 1), (2, 2)),
+    5: ((2, 1, 2), (1, 2, 2), (2, 2, 1), (3, 2)),
+    6: ((1, 3, 2), (2, 1, 3), (3, 1, 2), (2, 2, 2)),
 }
-MAX_STRETCH = 0.0  # how much a panel may be cropped to fill a page: never, it cuts lettering
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def plan_pages(panels: Sequence[Panel]) -> list[PagePlan]:
         while i < end:
             take = min(PAGE_RHYTHM[beat % len(PAGE_RHYTHM)], end - i)
             if end - (i + take) == 1:  # never leave one panel alone on a chapter's last page
-                take = take + 1 if take < max(ROWS) else take - 1
+                take = take + 1 if take < max(LAYOUTS) else take - 1
             plans.append(
                 PagePlan(
                     number=len(plans) + 1,
@@ -167,8 +172,62 @@ def _title_page(title: str, writer: str | None, cover: bytes | None, w: int, h: 
     return _png(page)
 
 
-def _layout(
+def _row_heights(
+    rows: Sequence[int], aspects: Sequence[float], inner_w: float, gutter: float
+) -> list[float]:
+    heights = []
+    k = 0
+    for per_row in rows:
+        cell_w = (inner_w - (per_row - 1) * gutter) / per_row
+        row_aspects = aspects[k : k + per_row]
+        heights.append(cell_w / (sum(row_aspects) / len(row_aspects)))
+        k += per_row
+    return heights
+
+
+def _fill(
+    rows: Sequence[int],
+    aspects: Sequence[float],
+    inner_w: float,
+    inner_h: float,
+    gutter: float,
+    min_cell_h: float = 0.0,
+) -> float:
+    """How well the layout uses the page: 1.0 is a full page, less is blank paper or
+    panels shrunk to fit; below zero when a panel would be too small to read."""
+    heights = _row_heights(rows, aspects, inner_w, gutter)
+    natural = sum(heights)
+    available = inner_h - (len(rows) - 1) * gutter
+    scale = min(1.0, available / natural)
+    if min(heights) * scale < min_cell_h:
+        return -1.0 + min(heights) * scale / min_cell_h
+    if natural <= available:
+        return natural / available
+    return scale**2  # shrunk in both directions
+
+
+def choose_rows(
     count: int,
+    aspects: Sequence[float],
+    inner_w: float,
+    inner_h: float,
+    gutter: float,
+    beat: int = 0,
+    min_cell_h: float = 0.0,
+) -> tuple[int, ...]:
+    candidates = LAYOUTS.get(count) or (tuple([2] * (count // 2) + ([1] if count % 2 else [])),)
+    ranked = sorted(
+        range(len(candidates)),
+        key=lambda i: (
+            -round(_fill(candidates[i], aspects, inner_w, inner_h, gutter, min_cell_h), 2),
+            (i - beat) % len(candidates),
+        ),
+    )
+    return candidates[ranked[0]]
+
+
+def _layout(
+    rows: Sequence[int],
     aspects: Sequence[float],
     x0: float,
     y0: float,
@@ -176,40 +235,24 @@ def _layout(
     inner_h: float,
     gutter: float,
 ) -> list[tuple[int, int, int, int]]:
-    """Cell boxes (left, top, right, bottom) for ``count`` panels of the given aspects."""
-    rows = ROWS.get(count) or tuple([2] * (count // 2) + ([1] if count % 2 else []))
-    cells: list[tuple[float, float]] = []  # (width, height) before fitting
-    row_heights: list[float] = []
-    k = 0
-    for per_row in rows:
-        cell_w = (inner_w - (per_row - 1) * gutter) / per_row
-        row_aspects = aspects[k : k + per_row]
-        row_h = cell_w / (sum(row_aspects) / len(row_aspects))
-        row_heights.append(row_h)
-        cells.extend((cell_w, row_h) for _ in range(per_row))
-        k += per_row
+    """Cell boxes (left, top, right, bottom) for the rows, panels keeping their shape."""
+    row_heights = _row_heights(rows, aspects, inner_w, gutter)
     gutters = (len(rows) - 1) * gutter
     natural = sum(row_heights)
     available = inner_h - gutters
-    if natural > available:
-        scale, stretch = available / natural, 1.0
-    else:
-        scale = 1.0
-        stretch = min(1.0 + MAX_STRETCH, available / natural)
-    used = natural * scale * stretch + gutters
+    scale = min(1.0, available / natural)
+    used = natural * scale + gutters
     y = y0 + (inner_h - used) / 2
     boxes: list[tuple[int, int, int, int]] = []
-    k = 0
     for per_row, row_h in zip(rows, row_heights, strict=True):
-        h = row_h * scale * stretch
-        cell_w = cells[k][0] * scale
+        h = row_h * scale
+        cell_w = (inner_w - (per_row - 1) * gutter) / per_row * scale
         row_w = cell_w * per_row + gutter * (per_row - 1)
         x = x0 + (inner_w - row_w) / 2
         for _ in range(per_row):
             boxes.append((round(x), round(y), round(x + cell_w), round(y + h)))
             x += cell_w + gutter
         y += h + gutter
-        k += per_row
     return boxes
 
 
@@ -241,9 +284,17 @@ def _page(
     footer = round(h * 0.035)
     images = [_open(panels[i][1]) for i in plan.panel_indices]
     aspects = [img.width / img.height for img in images]
-    boxes = _layout(
-        len(images), aspects, margin, top, w - 2 * margin, h - top - margin - footer, gutter
+    inner_w, inner_h = w - 2 * margin, h - top - margin - footer
+    rows = choose_rows(
+        len(images),
+        aspects,
+        inner_w,
+        inner_h,
+        gutter,
+        beat=plan.number,
+        min_cell_h=h * MIN_CELL_FRACTION,
     )
+    boxes = _layout(rows, aspects, margin, top, inner_w, inner_h, gutter)
     for img, (left, upper, right, lower) in zip(images, boxes, strict=True):
         cell = ImageOps.fit(img, (right - left, lower - upper), method=Image.Resampling.LANCZOS)
         page.paste(cell, (left, upper))

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from morpheus.pipeline.segment import Panel
 
@@ -457,11 +457,37 @@ def _interior(img: Image.Image, draw: ImageDraw.ImageDraw, rng: random.Random, n
         y = horizon + (h - horizon) * (k / 6) ** 1.4
         draw.line((0, y, w, y), fill=plank, width=max(1, lw // 2))
     draw.rectangle((0, horizon - lw * 2, w, horizon), fill=_mix(wall, (0, 0, 0), 0.35))
-    if night:  # lamp light
-        glow = Image.new("RGB", (w, h), (255, 200, 120))
-        mask = Image.new("L", (w, h), 0)
-        ImageDraw.Draw(mask).ellipse((w * 0.2, h * 0.05, w * 0.8, h * 0.9), fill=50)
-        img.paste(glow, (0, 0), mask)
+    if night:  # a standing lamp and its soft, warm light
+        lx = w * rng.choice((rng.uniform(0.06, 0.14), rng.uniform(0.86, 0.94)))
+        shade_y, shade_h, shade_w = h * 0.3, h * 0.1, w * 0.05
+        small = (max(1, w // 8), max(1, h // 8))
+        mask = Image.new("L", small, 0)
+        ImageDraw.Draw(mask).ellipse(
+            (
+                (lx - w * 0.3) / 8,
+                (shade_y - h * 0.25) / 8,
+                (lx + w * 0.3) / 8,
+                (shade_y + h * 0.45) / 8,
+            ),
+            fill=70,
+        )
+        mask = mask.filter(ImageFilter.GaussianBlur(max(1, small[0] / 14)))
+        glow = Image.new("RGB", (w, h), (255, 205, 130))
+        img.paste(glow, (0, 0), mask.resize((w, h), Image.Resampling.BILINEAR))
+        draw.line((lx, shade_y + shade_h, lx, h * 0.95), fill=(40, 35, 30), width=lw)
+        draw.ellipse(
+            (lx - shade_w * 0.7, h * 0.93, lx + shade_w * 0.7, h * 0.97), fill=(40, 35, 30)
+        )
+        draw.polygon(
+            [
+                (lx - shade_w * 0.5, shade_y),
+                (lx + shade_w * 0.5, shade_y),
+                (lx + shade_w, shade_y + shade_h),
+                (lx - shade_w, shade_y + shade_h),
+            ],
+            fill=(250, 215, 140),
+            outline=(120, 90, 50),
+        )
     return horizon
 
 
