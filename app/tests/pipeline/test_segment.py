@@ -142,7 +142,18 @@ DIALOGUE = [
     pytest.param("\u201cRun!\u201d shouted Tom.", [("Tom", "Run!")], None, id="curly-quotes"),
     pytest.param('"Hi," she said.', [(None, "Hi.")], None, id="pronoun-unknown"),
     pytest.param('"Yes."', [(None, "Yes.")], None, id="unattributed"),
-    pytest.param('Tom looked up. "Run."', [("Tom", "Run.")], "Tom looked up.", id="action-beat"),
+    pytest.param(
+        '"Hi," said Tom.\n\nTom looked up. "Run."',
+        [("Tom", "Hi."), ("Tom", "Run.")],
+        "Tom looked up.",
+        id="action-beat",
+    ),
+    pytest.param(
+        'Suddenly the door opened. "Who is there?"',
+        [(None, "Who is there?")],
+        "Suddenly the door opened.",
+        id="beat-without-a-known-name",
+    ),
     pytest.param(
         '"Wait," said Anna. "Come back."',
         [("Anna", "Wait."), ("Anna", "Come back.")],

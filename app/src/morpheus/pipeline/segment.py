@@ -354,21 +354,26 @@ def _speaker_after(narration: str) -> str | None:
     return _valid_name(match.group("name")) if match else None
 
 
-def _speaker_before(narration: str) -> str | None:
+def _speaker_before(narration: str, known: frozenset[str]) -> str | None:
     match = _BEFORE_NAME_VERB.search(narration)
     if match:
         return _valid_name(match.group("name"))
-    # An action beat: 'Anna looked up. "..."' - the last sentence's subject speaks.
+    # An action beat: 'Anna looked up. "..."' - the last sentence's subject speaks, if
+    # it is a name the text uses for a speaker elsewhere (not "Suddenly the door...").
     sentences = [x.strip() for x in _SENTENCE_RE.findall(narration) if x.strip()]
     if sentences:
         beat = re.match(rf"(?P<name>{_NAME})\s+[a-z]+", sentences[-1])
-        if beat:
-            return _valid_name(beat.group("name"))
+        if beat and beat.group("name") in known:
+            return beat.group("name")
     return None
 
 
-def _split_paragraph(paragraph: str) -> list[tuple[str, str, str | None]]:
-    """Split a paragraph into ``(kind, text, speaker)`` parts, kind narration or speech."""
+def _split_paragraph(
+    paragraph: str, known: frozenset[str] = frozenset()
+) -> list[tuple[str, str, str | None]]:
+    """Split a paragraph into ``(kind, text, speaker)`` parts, kind narration or speech.
+
+    ``known`` are the names used as speakers elsewhere in the text."""
     pieces: list[tuple[str, str]] = []
     pos = 0
     for match in _QUOTE_RE.finditer(paragraph):
@@ -386,7 +391,7 @@ def _split_paragraph(paragraph: str) -> list[tuple[str, str, str | None]]:
             if i + 1 < len(pieces):
                 speaker = _speaker_after(pieces[i + 1][1])
             if speaker is None and i > 0:
-                speaker = _speaker_before(pieces[i - 1][1])
+                speaker = _speaker_before(pieces[i - 1][1], known)
             if speaker is None:
                 # A second quote continuing an attributed one: "...," said Anna. "..."
                 for j in range(i - 1, -1, -1):
@@ -516,6 +521,7 @@ class _Builder:
     def __init__(self, known_names: list[str]) -> None:
         self.chapters: list[Chapter] = []
         self.known_names = known_names
+        self.known = frozenset(known_names)
         self._name_res = [(n, re.compile(rf"\b{re.escape(n)}\b")) for n in known_names]
         self.panel_number = 0
         self.scene_text: list[str] = []
@@ -588,7 +594,7 @@ class _Builder:
     def add_paragraph(self, paragraph: str) -> None:
         self.scene_text.append(paragraph)
         mentioned = self._mentions(paragraph)
-        parts = _split_paragraph(paragraph)
+        parts = _split_paragraph(paragraph, self.known)
         # A short caption-only panel from the paragraph before may take this paragraph's
         # first lines of dialogue, as a comic would ("Anna stopped." + her balloon).
         draft = _PanelDraft()
