@@ -6,7 +6,7 @@ import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleError, AnsibleFilterError
 
 DOCUMENTATION = r"""
 filters:
@@ -65,6 +65,17 @@ def _origin(value: object) -> str | None:
     return f"{shown}:{origin.line_num}" if origin.line_num else shown
 
 
+def _template_failure(value: object) -> str | None:
+    """The error of a variable whose template failed (ansible-core 2.19 keeps it as a marker)."""
+    if not type(value).__name__.endswith("ExceptionMarker"):
+        return None
+    try:
+        error = value._as_exception()
+    except Exception as exc:  # any failure still means a broken template
+        error = exc
+    return " ".join(str(getattr(error, "message", None) or error).split())
+
+
 def _is_undefined(value: object) -> bool:
     return type(value).__name__ in ("UndefinedMarker", "AnsibleUndefined", "StrictUndefined")
 
@@ -105,6 +116,7 @@ def placeholder_report(
         raise AnsibleFilterError("placeholder_report: the marker must not be empty")
     direct: dict[tuple[str, str, str], list[str]] = {}
     secrets: dict[str, dict] = {}
+    broken: dict[tuple[str, str, str], list[str]] = {}
     for host in hosts:
         templated = hostvars[host]
         raw = hostvars.raw_get(host) if hasattr(hostvars, "raw_get") else templated
@@ -120,7 +132,17 @@ def placeholder_report(
         for name in names:
             if direct_names.get(name):
                 continue
-            value = templated[name]
+            try:
+                value = templated[name]
+            except AnsibleError as error:
+                origin = _origin(raw[name]) or "(file unknown: grep the inventory)"
+                message = " ".join(str(error.message).split())
+                broken.setdefault((origin, name, message), []).append(host)
+                continue
+            if (failure := _template_failure(value)) is not None:
+                origin = _origin(raw[name]) or "(file unknown: grep the inventory)"
+                broken.setdefault((origin, name, failure), []).append(host)
+                continue
             if _is_undefined(value):
                 reason = str(getattr(value, "_undefined_message", "") or "")
                 if "vault_" in reason:
@@ -147,6 +169,8 @@ def placeholder_report(
     lines = []
     for (origin, path, shown), where in sorted(direct.items(), key=lambda i: _line_key(i[0][0])):
         lines.append(f"{origin}: {path} = {shown} ({hosts_text(where)})")
+    for (origin, name, message), where in sorted(broken.items(), key=lambda i: _line_key(i[0][0])):
+        lines.append(f"{origin}: {name} does not template: {message} ({hosts_text(where)})")
     for secret, entry in sorted(secrets.items()):
         vault = _relative(os.path.join(entry["inventory"], "group_vars", "all", "vault.yml"))
         lines.append(

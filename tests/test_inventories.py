@@ -118,6 +118,17 @@ def test_platform_defaults_load_under_the_environment_values(env):
         assert variables["docker_install_source"] == expected, host
 
 
+@pytest.mark.parametrize(("env", "maxmemory"), [("production", "2gb"), ("staging", "512mb")])
+def test_group_values_reach_only_their_group(env, maxmemory):
+    inventory = inventory_list(ROOT / "inventories" / env)
+    hostvars = inventory["_meta"]["hostvars"]
+    redis_hosts = set(hosts_of(inventory, "redis"))
+    for host, variables in hostvars.items():
+        assert variables.get("redis_maxmemory") == (maxmemory if host in redis_hosts else None), (
+            host
+        )
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_inventory_links_the_platform_defaults_first(env):
     link = ROOT / "inventories" / env / "group_vars" / "all" / "000-platform"
@@ -281,7 +292,7 @@ def test_preflight_refuses_the_examples_naming_variables_and_files(env):
     result = preflight(Path("inventories") / env)
     output = flat(result.stdout + result.stderr)
     assert result.returncode != 0, output
-    assert "still hold the placeholder CHANGE_ME" in output, output
+    assert "value(s) to fix (a placeholder CHANGE_ME left" in output, output
     main = f"inventories/{env}/group_vars/all/main.yml"
     hosts = f"inventories/{env}/hosts.yml"
     for expected in (
@@ -338,9 +349,23 @@ def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
     result = preflight(inventory)
     output = flat(result.stdout + result.stderr)
     assert result.returncode != 0
-    assert "1 value(s) still hold the placeholder CHANGE_ME" in output, output
+    assert "1 value(s) to fix (a placeholder CHANGE_ME left" in output, output
     expected = "host_vars/production-redis-1.yml:2: redis_maxmemory = 'CHANGE_ME'"
     assert f"{expected} (hosts: production-redis-1)" in output, output
+
+
+def test_preflight_names_a_template_that_fails(tmp_path):
+    inventory = copy_environment("local", tmp_path)
+    values = inventory / "group_vars" / "all" / "main.yml"
+    lines = values.read_text().splitlines()
+    values.write_text("\n".join([*lines, 'nginx_api_name: "api.{{ nginx_domain }"', ""]))
+    result = preflight(inventory)
+    output = flat(result.stdout + result.stderr)
+    assert result.returncode != 0, output
+    assert (
+        f"group_vars/all/main.yml:{len(lines) + 1}: nginx_api_name does not template: "
+        "Syntax error in template" in output
+    ), output
 
 
 # --- malformed inventories ------------------------------------------------------------

@@ -5,7 +5,7 @@ the filters through playbooks/preflight.yml on real inventories, files and lines
 """
 
 import pytest
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleError, AnsibleFilterError
 from inventory_checks import FilterModule, inventory_problems, placeholder_report
 
 REQUIRED = ["edge", "api", "postgres"]
@@ -81,6 +81,33 @@ def test_placeholder_report_custom_marker():
     ]
     with pytest.raises(AnsibleFilterError, match="the marker must not be empty"):
         placeholder_report({"h": {}}, ["h"], "")
+
+
+class Templating(dict):
+    """hostvars whose `broken` variable fails to template, as Ansible's would raise."""
+
+    def __getitem__(self, key):
+        if key == "broken":
+            raise AnsibleError("template error while templating string: unexpected '}'")
+        return super().__getitem__(key)
+
+
+class HostVars(dict):
+    """Like Ansible's hostvars: raw_get gives the variables as written, [] templates them."""
+
+    def raw_get(self, host):
+        return dict.__getitem__(self, host)
+
+    def __getitem__(self, host):
+        return Templating(dict.__getitem__(self, host))
+
+
+def test_placeholder_report_names_a_variable_that_does_not_template():
+    hostvars = HostVars(h={"fine": "x", "broken": "{{ oops }"})
+    assert placeholder_report(hostvars, ["h"]) == [
+        f"{UNKNOWN}: broken does not template: template error while templating string: "
+        "unexpected '}' (hosts: h)"
+    ]
 
 
 def test_inventory_problems_accepts_a_sound_layout():

@@ -160,7 +160,10 @@ def engine_state(host) -> tuple[str, str]:
             },
             "docker_daemon_options: 'default-ulimits.nofile' has Soft 9000 above Hard 100",
         ),
-        ({"docker_log_driver": "syslog"}, "docker_log_driver"),
+        (
+            {"docker_log_driver": "syslog"},
+            "value of docker_log_driver must be one of: json-file, local, got: syslog",
+        ),
         (
             {"docker_daemon_strict": False, "docker_daemon_options": {"no-such-key": True}},
             "docker_daemon_strict is false, but dockerd 20.10.",
