@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -147,7 +148,9 @@ def test_sentry_is_off_without_a_dsn(settings: Settings) -> None:
     assert init_sentry(settings) is False
 
 
-def test_sentry_reports_errors_without_secrets(settings: Settings) -> None:
+async def test_sentry_reports_errors_without_secrets(
+    settings: Settings, app_factory: Callable[..., FastAPI], auth: dict[str, str]
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -168,6 +171,14 @@ def test_sentry_reports_errors_without_secrets(settings: Settings) -> None:
             except RuntimeError as exc:
                 sentry_sdk.capture_exception(exc)
         sentry_sdk.flush(timeout=5)
+        # With Sentry on, a submission's body is still read by the route (and only there).
+        app = app_factory(sentry_dsn=dsn)
+        async with client_for(app, API) as api, asyncio.timeout(20):
+            response = await api.post(
+                "/v1/comics", json={"title": "With Sentry", "text": NOVEL}, headers=auth
+            )
+        assert response.status_code == 202
+        await app.state.context.close()
     finally:
         sentry_sdk.init(dsn=None)
         server.shutdown()

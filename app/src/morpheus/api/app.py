@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Host
 from starlette.staticfiles import StaticFiles
@@ -116,7 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the application for ``settings``; raises :class:`AppConfigError` when unusable."""
     settings = _check(settings)
     configure_logging(settings.log_level)
-    init_sentry(settings)
+    sentry_on = init_sentry(settings)
     context = AppContext.build(settings)
 
     api = _api_app(context)
@@ -152,8 +153,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes.append(Host(settings.storefront_host, app=shop, name="storefront"))
     app.router.routes.append(Host(settings.dashboard_host, app=desk, name="dashboard"))
 
-    # Outermost first: the request id must exist before anything logs, and the client
-    # address must be settled (trusted proxies) before rate limits see it.
+    # Each add wraps the previous ones: the request id must exist before anything logs, and
+    # the client address must be settled (trusted proxies) before rate limits see it.
+    if sentry_on:
+        app.add_middleware(SentryAsgiMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -6,6 +6,8 @@ from typing import Any
 
 import sentry_sdk
 from pydantic import SecretStr
+from sentry_sdk.integrations.fastapi import FastApiIntegration
+from sentry_sdk.integrations.starlette import StarletteIntegration
 
 from morpheus import __version__
 from morpheus.logging import REDACTED, is_secret_key, redact_text
@@ -42,6 +44,10 @@ def init_sentry(settings: Settings) -> bool:
         environment=settings.environment,
         release=f"morpheus@{__version__}+{settings.release_id}",
         traces_sample_rate=0.0,
+        # Their request extractors read the body before the route does, which would defeat
+        # the streaming size limit (and leave the route nothing to read); the app wraps
+        # itself in SentryAsgiMiddleware instead, which reports errors without the body.
+        disabled_integrations=[StarletteIntegration, FastApiIntegration],
         before_send=scrub_event,  # type: ignore[arg-type]
         shutdown_timeout=2,
     )
