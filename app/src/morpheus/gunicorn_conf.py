@@ -53,7 +53,8 @@ graceful_timeout = int(_settings.shutdown_grace_seconds)
 timeout = 60
 keepalive = 5
 # X-Forwarded-* are honoured only from these peers (the same list the app uses).
-forwarded_allow_ips = ",".join(_settings.trusted_proxies) or "127.0.0.1"
+# An empty list trusts no peer (the app's own proxy-headers middleware agrees).
+forwarded_allow_ips = ",".join(_settings.trusted_proxies)
 # No plain-text access log: the app writes one JSON line per request.
 accesslog = None
 errorlog = "-"

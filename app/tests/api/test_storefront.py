@@ -157,3 +157,29 @@ async def test_storefront_submissions_are_rate_limited_per_address(
     async with client_for(app, SHOP, addr="198.51.100.20") as other:
         await submit_form(other)
     await app.state.context.close()
+
+
+async def test_oversize_upload_on_the_storefront_is_a_413_page(
+    app_factory: object, db_session: Session
+) -> None:
+    app: FastAPI = app_factory(max_upload_bytes=1024)  # type: ignore[operator]
+    before = repository.count_comics(db_session)
+    async with client_for(app, SHOP) as shop:
+        response = await shop.post(
+            "/comics",
+            data={"title": "Too long"},
+            files={"file": ("big.txt", b"word " * 2000, "text/plain")},
+        )
+    assert response.status_code == 413
+    assert 'role="alert"' in response.text and "largest novel we accept" in response.text
+    assert 'value="Too long"' in response.text
+    assert repository.count_comics(db_session) == before
+    await app.state.context.close()
+
+
+async def test_openapi_describes_the_submission(app: FastAPI) -> None:
+    async with client_for(app, "http://api.morpheus.localhost") as api:
+        spec = (await api.get("/openapi.json")).json()
+    operation = spec["paths"]["/v1/comics"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"401", "413", "422", "429"} <= set(operation["responses"])

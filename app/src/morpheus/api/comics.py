@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from morpheus.api import services
 from morpheus.api.auth import limit_submissions, require_api_key
 from morpheus.api.context import AppContext, get_context
-from morpheus.api.submissions import read_submission
+from morpheus.api.submissions import ComicRequest, read_submission
 from morpheus.db.models import ApiKey, Comic, ComicStatus
 
 router = APIRouter(prefix="/v1/comics", tags=["comics"])
@@ -95,7 +95,37 @@ def binary_response(request: Request, data: bytes, media_type: str, **headers: s
     return Response(content=data, media_type=media_type, headers=common)
 
 
-@router.post("", status_code=202, response_model=Accepted)
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ComicRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["title"],
+                    "properties": {
+                        "title": {"type": "string", "maxLength": 300},
+                        "file": {"type": "string", "format": "binary"},
+                        "text": {"type": "string"},
+                        "page_format": {"type": "string", "enum": ["a4", "letter", "a5"]},
+                    },
+                }
+            },
+        },
+    },
+    "responses": {
+        "401": {"description": "No valid API key"},
+        "413": {"description": "The novel is larger than max_upload_bytes"},
+        "415": {"description": "Neither JSON nor a form upload"},
+        "422": {"description": "Empty, binary or undecodable text, or bad fields"},
+        "429": {"description": "Too many requests (see Retry-After)"},
+        "503": {"description": "The queue is unavailable (the comic is marked failed)"},
+    },
+}
+
+
+@router.post("", status_code=202, response_model=Accepted, openapi_extra=SUBMIT_BODY)
 async def submit(request: Request, response: Response, ctx: Context, api_key: Key) -> Accepted:
     """Submit a novel as JSON ``{"title", "text", "style"}`` or as a multipart upload
     (fields ``title``, ``file`` (.txt/.md/.epub) or ``text``, ``page_format``)."""
