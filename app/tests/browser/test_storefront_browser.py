@@ -120,8 +120,9 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 def test_reader_submits_a_novel_and_reads_the_comic(
-    service: str, browser: object, screenshots: Path, db_session: Session
+    browser: object, service: str, screenshots: Path, db_session: Session
 ) -> None:
+    # ``browser`` comes first: without Chromium the test skips before starting servers.
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
