@@ -7,6 +7,7 @@ import io
 import re
 import zipfile
 import zlib
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -25,6 +26,8 @@ from morpheus.pipeline.package import (
     build_pdf,
     comic_info_xml,
     png_size,
+    write_cbz,
+    write_pdf,
 )
 from morpheus.pipeline.segment import Balloon, Panel
 from morpheus.providers.local import LocalProvider
@@ -260,6 +263,18 @@ def test_comic_info_escapes_text_and_leaves_out_a_missing_writer() -> None:
     assert info.findtext("Title") == "Tom & Jerry <3"
     assert info.find("Writer") is None
     assert xml.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+
+
+def test_cbz_and_pdf_stream_to_files(pages: list[bytes], tmp_path: Path) -> None:
+    meta = ComicMetadata(title="T")
+    with (tmp_path / "c.cbz").open("wb") as out:
+        assert write_cbz(iter(pages), meta, out) == len(pages)
+    assert (tmp_path / "c.cbz").read_bytes() == build_cbz(pages, meta)
+    with (tmp_path / "c.pdf").open("wb") as out:
+        write_pdf(iter(pages), len(pages), out, title="T")
+    assert (tmp_path / "c.pdf").read_bytes() == build_pdf(pages, title="T")
+    with pytest.raises(PackagingError, match="2 pages given, 3 announced"):
+        write_pdf(iter(pages[:2]), 3, io.BytesIO())
 
 
 def test_cbz_is_deterministic_and_refuses_nothing(pages: list[bytes]) -> None:

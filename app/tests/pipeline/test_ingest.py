@@ -115,6 +115,23 @@ def test_epub_text_keeps_headings_and_strips_markup() -> None:
     assert text.index("Chapter One") < text.index("Chapter Two")  # spine order
 
 
+def test_epub_skips_non_linear_spine_items() -> None:
+    opf = _opf([("c1", "c1.xhtml"), ("notes", "notes.xhtml")], ["c1", "notes"]).replace(
+        b'<itemref idref="notes"/>', b'<itemref idref="notes" linear="no"/>'
+    )
+    epub = make_epub(
+        {
+            "META-INF/container.xml": CONTAINER,
+            "OEBPS/content.opf": opf,
+            "OEBPS/c1.xhtml": _xhtml("Chapter One", "The story."),
+            "OEBPS/notes.xhtml": _xhtml("Notes", "A footnote."),
+        }
+    )
+    text = extract_text(epub, "n.epub", None, MAX)
+    assert "The story." in text
+    assert "A footnote." not in text
+
+
 def test_epub_found_by_content_type_without_a_suffix() -> None:
     text = extract_text(good_epub(), None, "application/epub+zip", MAX)
     assert "Tom woke up." in text

@@ -39,6 +39,8 @@ NOT_HEADINGS = [
     pytest.param("Chapter and verse were quoted at length.", id="sentence-starting-chapter"),
     pytest.param("The chapter ended.", id="chapter-mid-sentence"),
     pytest.param("Chapter 3\nand more on the same paragraph", id="two-line-paragraph"),
+    pytest.param("Chapter 3 explained the rules of the game to us.", id="chapter-sentence"),
+    pytest.param("Chapter 3 was the one she liked", id="chapter-lowercase-rest"),
 ]
 
 
@@ -46,6 +48,18 @@ NOT_HEADINGS = [
 def test_not_headings(paragraph: str) -> None:
     script = segment(f"Start.\n\n{paragraph}")
     assert len(script.chapters) == 1
+
+
+def test_heading_with_a_subtitle_on_the_next_line() -> None:
+    script = segment("CHAPTER I\nThe Boy Who Lived\n\nMr Dursley was a big man.")
+    assert [c.title for c in script.chapters] == ["CHAPTER I: The Boy Who Lived"]
+    assert next(script.panels()).caption == "Mr Dursley was a big man."
+
+
+def test_heading_with_the_text_right_below_it() -> None:
+    script = segment("Chapter 2\nIt was a dark and stormy night,\nand the rain fell.")
+    assert [c.title for c in script.chapters] == ["Chapter 2"]
+    assert next(script.panels()).caption == "It was a dark and stormy night, and the rain fell."
 
 
 def test_text_without_headings_is_one_chapter() -> None:

@@ -207,7 +207,12 @@ def _epub_text(data: bytes, max_bytes: int) -> str:
             if item_id and href:
                 path = posixpath.normpath(posixpath.join(base, unquote(href.split("#")[0])))
                 manifest[item_id] = (path, item.get("media-type", ""))
-        spine = [ref.get("idref", "") for ref in opf.findall(".//opf:spine/opf:itemref", _NS)]
+        # Items marked linear="no" (notes, pop-ups) are not part of the reading order.
+        spine = [
+            ref.get("idref", "")
+            for ref in opf.findall(".//opf:spine/opf:itemref", _NS)
+            if ref.get("linear", "yes") != "no"
+        ]
         if not spine:
             raise _bad_epub("its package document has no reading order (spine)")
         parts: list[str] = []

@@ -170,7 +170,12 @@ def build_pdf(
 
 
 def comic_info_xml(metadata: ComicMetadata, pages: Sequence[bytes]) -> bytes:
-    """ComicInfo.xml (the ComicRack schema, v2.0 element order)."""
+    """ComicInfo.xml (the ComicRack schema, v2.0 element order) for these pages."""
+    return _comic_info(metadata, [(*png_size(data), len(data)) for data in pages])
+
+
+def _comic_info(metadata: ComicMetadata, pages: Sequence[tuple[int, int, int]]) -> bytes:
+    """ComicInfo.xml from (width, height, bytes) of each page."""
     root = ElementTree.Element(
         "ComicInfo",
         {
@@ -191,15 +196,14 @@ def comic_info_xml(metadata: ComicMetadata, pages: Sequence[bytes]) -> bytes:
     add("PageCount", str(len(pages)))
     add("LanguageISO", metadata.language_iso)
     pages_el = ElementTree.SubElement(root, "Pages")
-    for i, data in enumerate(pages):
-        width, height = png_size(data)
+    for i, (width, height, size) in enumerate(pages):
         ElementTree.SubElement(
             pages_el,
             "Page",
             {
                 "Image": str(i),
                 "Type": "FrontCover" if i == 0 else "Story",
-                "ImageSize": str(len(data)),
+                "ImageSize": str(size),
                 "ImageWidth": str(width),
                 "ImageHeight": str(height),
             },
@@ -212,20 +216,30 @@ def page_name(index: int) -> str:
     return f"page_{index + 1:04d}.png"
 
 
-def build_cbz(pages: Sequence[bytes], metadata: ComicMetadata) -> bytes:
-    """A CBZ: the pages (stored, PNG is already compressed) and ComicInfo.xml."""
-    if not pages:
-        raise PackagingError("there are no pages to put in the CBZ")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
+def write_cbz(pages: Iterable[bytes], metadata: ComicMetadata, out: BinaryIO) -> int:
+    """Stream a CBZ to ``out``: the pages (stored: PNG is already compressed), then
+    ComicInfo.xml. Returns the number of pages."""
+    infos: list[tuple[int, int, int]] = []
+    with zipfile.ZipFile(out, "w") as archive:
         for i, data in enumerate(pages):
-            png_size(data)
+            infos.append((*png_size(data), len(data)))
             info = zipfile.ZipInfo(page_name(i), date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = _FILE_MODE
             archive.writestr(info, data)
+        if not infos:
+            raise PackagingError("there are no pages to put in the CBZ")
         info = zipfile.ZipInfo("ComicInfo.xml", date_time=_ZIP_TIME)
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = _FILE_MODE
-        archive.writestr(info, comic_info_xml(metadata, pages))
+        archive.writestr(info, _comic_info(metadata, infos))
+    return len(infos)
+
+
+def build_cbz(pages: Sequence[bytes], metadata: ComicMetadata) -> bytes:
+    """A CBZ of the pages with ComicInfo.xml, as bytes."""
+    if not pages:
+        raise PackagingError("there are no pages to put in the CBZ")
+    buf = io.BytesIO()
+    write_cbz(pages, metadata, buf)
     return buf.getvalue()

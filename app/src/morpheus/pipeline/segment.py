@@ -19,6 +19,7 @@ BALLOON_MAX_CHARS = 110
 BALLOONS_PER_PANEL = 2
 CHARACTERS_PER_PANEL = 4
 HEADING_MAX_CHARS = 80
+SUBTITLE_MAX_CHARS = 60
 PENDING_CAPTION_CHARS = 100
 
 DEFAULT_SETTING = "interior"
@@ -291,9 +292,21 @@ def _heading_title(paragraph: str) -> str | None:
     md = _MD_HEADING_RE.match(line)
     if md:
         return _clean(md.group(2))
-    if _CHAPTER_RE.match(line) or _NAMED_CHAPTER_RE.match(line):
+    chapter = _CHAPTER_RE.match(line)
+    if chapter:
+        rest = chapter.group(1).strip()
+        # "Chapter 3 explained the rules." is a sentence, not a heading.
+        if rest and (rest[0].islower() or (rest[-1] in ".!?" and len(rest.split()) > 4)):
+            return None
+        return _clean(line.rstrip("."))
+    if _NAMED_CHAPTER_RE.match(line):
         return _clean(line.rstrip("."))
     return None
+
+
+def _is_subtitle(line: str) -> bool:
+    """A short line without sentence punctuation, like "The Boy Who Lived"."""
+    return len(line) <= SUBTITLE_MAX_CHARS and not re.search(r"[.!?,;\"\u201c\u201d]\s*$", line)
 
 
 def _is_scene_break(paragraph: str) -> bool:
@@ -681,6 +694,15 @@ def segment(text: str) -> Script:
         if title is not None:
             builder.start_chapter(title)
             continue
+        first, _, rest = block.partition("\n")
+        title = _heading_title(first)
+        if title is not None and rest.strip() and not rest.strip()[0].islower():
+            # "CHAPTER I" with its subtitle on the next line, or with the text right below.
+            if "\n" not in rest.strip() and _is_subtitle(rest.strip()):
+                builder.start_chapter(f"{title}: {_clean(rest)}")
+                continue
+            builder.start_chapter(title)
+            block = rest
         if _is_scene_break(block):
             builder.end_scene()
             continue
