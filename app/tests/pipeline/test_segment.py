@@ -155,6 +155,13 @@ DIALOGUE = [
     pytest.param('"Where?" asked Mrs Hale.', [("Mrs Hale", "Where?")], None, id="titled-name"),
     pytest.param("\u201cRun!\u201d shouted Tom.", [("Tom", "Run!")], None, id="curly-quotes"),
     pytest.param('"Hi," she said.', [(None, "Hi.")], None, id="pronoun-unknown"),
+    pytest.param(
+        "\u2018I don\u2019t know,\u2019 said Anna.",
+        [("Anna", "I don\u2019t know.")],
+        None,
+        id="single-quotes",
+    ),
+    pytest.param("Tom\u2019s dog barked.", [], "Tom\u2019s dog barked.", id="apostrophe-only"),
     pytest.param('"Yes."', [(None, "Yes.")], None, id="unattributed"),
     pytest.param(
         '"Hi," said Tom.\n\nTom looked up. "Run."',

@@ -247,6 +247,9 @@ _WORD_RE = re.compile(r"[a-z]+")
 # --- dialogue ---------------------------------------------------------------------------
 
 _QUOTE_RE = re.compile(r"\"([^\"]+)\"|\u201c([^\u201c\u201d]+)\u201d")
+# British style: U+2018 ... U+2019, told apart from apostrophes (as in "don-t" written with
+# U+2019) by what surrounds them.
+_SINGLE_QUOTE_RE = re.compile(r"(?<!\w)\u2018(.+?)\u2019(?!\w)")
 _VERBS = (
     "said|says|asked|asks|replied|replies|whispered|whispers|shouted|shouts|cried|cries|"
     "answered|answers|called|calls|muttered|mutters|added|adds|began|begins|continued|"
@@ -389,10 +392,11 @@ def _split_paragraph(
     ``known`` are the names used as speakers elsewhere in the text."""
     pieces: list[tuple[str, str]] = []
     pos = 0
-    for match in _QUOTE_RE.finditer(paragraph):
+    double = '"' in paragraph or "\u201c" in paragraph
+    for match in (_QUOTE_RE if double else _SINGLE_QUOTE_RE).finditer(paragraph):
         if match.start() > pos:
             pieces.append(("narration", paragraph[pos : match.start()]))
-        pieces.append(("speech", match.group(1) or match.group(2) or ""))
+        pieces.append(("speech", next((g for g in match.groups() if g), "")))
         pos = match.end()
     if pos < len(paragraph):
         pieces.append(("narration", paragraph[pos:]))
@@ -673,7 +677,7 @@ def _known_speakers(paragraphs: list[str]) -> list[str]:
     """Names that the text uses as speakers, in order of first appearance."""
     names: list[str] = []
     for paragraph in paragraphs:
-        if '"' not in paragraph and "\u201c" not in paragraph:
+        if not any(mark in paragraph for mark in ('"', "\u201c", "\u2018")):
             continue
         for _kind, _text, speaker in _split_paragraph(_clean(paragraph)):
             if speaker and speaker not in names:
