@@ -106,6 +106,14 @@ def test_success_returns_the_png_and_speaks_runpods_api(fake: FakeRunPod) -> Non
     assert job is not None and job.input == JOB
 
 
+def test_health_reports_the_endpoints_jobs(fake: FakeRunPod) -> None:
+    client = client_for(fake)
+    client.generate(JOB)
+    health = client.health()
+    assert health["jobs"]["completed"] == 1
+    assert set(health["workers"]) == {"idle", "running"}
+
+
 def test_slow_job_is_polled_with_growing_intervals_until_done(fake: FakeRunPod) -> None:
     fake.set_behaviour(queue_seconds=0.2, run_seconds=0.3)
     sleeps = Sleeps()

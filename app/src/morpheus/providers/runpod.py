@@ -259,6 +259,10 @@ class RunPodClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("cancel", "POST", self._path("cancel", job_id))
 
+    def health(self) -> dict[str, Any]:
+        """The endpoint's queue and worker counts (``jobs``, ``workers``)."""
+        return self._request("health", "GET", self._path("health"))
+
     def _cancel_quietly(self, job_id: str) -> None:
         try:
             self.cancel(job_id)
