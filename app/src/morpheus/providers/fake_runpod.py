@@ -124,7 +124,10 @@ class FakeRunPod:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeRunPod:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval lets stop() return quickly.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
