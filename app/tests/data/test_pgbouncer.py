@@ -66,12 +66,11 @@ def _run_as_user() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bouncer]:
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Bouncer]:
     if not Path(PGBOUNCER).exists():
         pytest.skip(f"pgbouncer binary not found at {PGBOUNCER}")
-    from conftest import pg_admin_url
-
-    admin = make_url(pg_admin_url())
+    # PgBouncer sits in front of the server (and role) the test databases live on.
+    admin = make_url(database_url)
     server_host = admin.host or "127.0.0.1"
     server_port = admin.port or 5432
     user = admin.username or "postgres"

@@ -160,7 +160,11 @@ def test_api_and_worker_containers_complete_a_comic(
             "run", "-d", "--name", names["api"], "--health-interval", "2s",
             "--health-start-period", "5s", *hardened, *env_args, image,
         )  # fmt: skip
-        docker("run", "-d", "--name", names["worker"], *hardened, *env_args, image, "worker")
+        # The image's health check probes the web service; a worker has none to probe.
+        docker(
+            "run", "-d", "--name", names["worker"], "--no-healthcheck",
+            *hardened, *env_args, image, "worker",
+        )  # fmt: skip
 
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
