@@ -154,14 +154,18 @@ async def test_sigterm_finishes_the_job_in_hand_takes_no_new_one_and_exits_0(
     queue_settings: Settings, redis_client: redis.Redis, start_worker
 ) -> None:
     port = free_port()
-    settings = _slow(queue_settings, worker_metrics_port=port, shutdown_grace_seconds=60)
+    settings = _slow(
+        queue_settings,
+        test_panel_delay_seconds=0.5,
+        worker_metrics_port=port,
+        shutdown_grace_seconds=60,
+    )
     first, second = create_tiny_comic(settings, "First"), create_tiny_comic(settings, "Second")
     worker = start_worker(settings, "worker")
     await queue_client.enqueue_comic(settings, first)
     await _rendering(settings, first)
-    await queue_client.enqueue_comic(settings, second)
 
-    # The worker's /metrics shows the queue: one job active, one waiting; and the stage
+    # The worker's /metrics shows the queue (one job active, none waiting) and the stage
     # histogram of the job in hand.
     async def scrape() -> str:
         try:
@@ -174,15 +178,15 @@ async def test_sigterm_finishes_the_job_in_hand_takes_no_new_one_and_exits_0(
 
     page = await wait_for(
         scrape,
-        lambda text: (
-            'morpheus_queue_jobs{state="waiting"} 1.0' in text
-            and 'morpheus_queue_jobs{state="active"} 1.0' in text
-        ),
+        lambda text: 'morpheus_queue_jobs{state="active"} 1.0' in text,
         timeout=15,
         what="queue gauges on /metrics",
     )
+    assert 'morpheus_queue_jobs{state="waiting"} 0.0' in page
     assert 'morpheus_job_stage_seconds_count{stage="segment"} 1.0' in page
 
+    # A job enqueued now stays in the queue: the worker is asked to stop right away.
+    await queue_client.enqueue_comic(settings, second)
     worker.signal(signal.SIGTERM)
     assert await worker.wait(60) == 0, worker.output()
 
@@ -198,7 +202,12 @@ async def test_sigterm_past_the_grace_period_requeues_and_another_worker_complet
     queue_settings: Settings, redis_client: redis.Redis, start_worker
 ) -> None:
     # A long lock: the job must come back through the requeue, not the stalled check.
-    settings = _slow(queue_settings, shutdown_grace_seconds=0.5, worker_lock_seconds=120)
+    settings = _slow(
+        queue_settings,
+        test_panel_delay_seconds=0.5,
+        shutdown_grace_seconds=0.5,
+        worker_lock_seconds=120,
+    )
     comic_id = create_tiny_comic(settings)
     first = start_worker(settings, "first")
     await queue_client.enqueue_comic(settings, comic_id)
