@@ -157,6 +157,23 @@ async def test_grace_period_over_moves_inflight_job_back_to_wait(
     assert handler.finished == [comic_id]
 
 
+async def test_second_signal_stops_waiting_and_requeues_at_once(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(update={"shutdown_grace_seconds": 300.0})
+    handler = GatedJob()
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    await queue_client.enqueue_comic(settings, comic_id)
+    await wait_for(lambda: _async(handler.started), bool, timeout=10, what="job to start")
+    runtime.request_stop()
+    await wait_for(lambda: _async(runtime.draining), bool, timeout=10, what="the drain")
+    runtime.request_stop()  # a second SIGTERM/SIGINT: do not wait out the 300 s
+    await asyncio.wait_for(task, 10)
+    assert handler.finished == []
+    assert await _state(settings, comic_id) == "waiting"
+
+
 async def test_heartbeat_lists_live_workers_and_clears_on_stop(
     queue_settings: Settings, redis_client: redis.Redis
 ) -> None:

@@ -37,6 +37,7 @@ from morpheus.queue.connection import (
 )
 from morpheus.queue.metrics import refresh_queue_gauges
 from morpheus.settings import Settings
+from morpheus.worker.comic_job import ComicJob
 from morpheus.worker.heartbeat import Heartbeat
 from morpheus.worker.metrics import JOB_ATTEMPTS
 from morpheus.worker.requeue import RequeueError, move_active_to_wait
@@ -235,6 +236,7 @@ class WorkerRuntime:
             done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
             if run_task in done:
+                await self.worker.close(force=True)
                 run_task.result()  # raises what ended the loop
                 raise RuntimeError("the BullMQ worker loop ended without being asked to")
             await self._drain(run_task)
@@ -280,11 +282,7 @@ def start_metrics_server(settings: Settings) -> None:
 
 async def run_worker(settings: Settings, handler: JobHandler | None = None) -> None:
     """Run a worker in the current event loop until SIGTERM/SIGINT, then drain."""
-    if handler is None:
-        from morpheus.worker.comic_job import ComicJob
-
-        handler = ComicJob(settings)
-    runtime = WorkerRuntime(settings, handler)
+    runtime = WorkerRuntime(settings, handler or ComicJob(settings))
     runtime.install_signal_handlers()
     await runtime.serve()
 
