@@ -1,0 +1,174 @@
+"""The redis role: a queue store that asks for AUTH, confines the app, and keeps jobs."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
+APP = ("morpheus", "test-only-redis-app-password")  # test-only value
+EXPORTER = ("redis_exporter", "test-only-redis-exporter-password")  # test-only value
+
+
+def _journal(host):
+    return host.run("journalctl -u redis-server --no-pager -n 50").stdout
+
+
+def _cli(host, user, *args):
+    name, password = user
+    quoted = " ".join(json.dumps(a) for a in args)
+    return host.run(f"REDISCLI_AUTH={password} redis-cli --user {name} {quoted}")
+
+
+def _address(host):
+    return host.run("hostname -I").stdout.split()[0]
+
+
+def test_service_runs_with_raised_limits(host):
+    service = host.service("redis-server")
+    assert service.is_running, _journal(host)
+    assert service.is_enabled, _journal(host)
+    limit = host.run("systemctl show -p LimitNOFILE --value redis-server").stdout.strip()
+    assert limit == "65535"
+
+
+def test_listens_on_loopback_and_private_address_only(host):
+    assert host.socket("tcp://127.0.0.1:6379").is_listening
+    assert host.socket(f"tcp://{_address(host)}:6379").is_listening
+    assert not host.socket("tcp://0.0.0.0:6379").is_listening
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+        ("maxmemory-policy", "noeviction"),
+        ("maxmemory", str(64 * 1024 * 1024)),
+        ("protected-mode", "yes"),
+    ],
+)
+def test_persistence_settings_are_live(host, name, value):
+    result = _cli(host, ADMIN, "CONFIG", "GET", name)
+    assert result.stdout.split() == [name, value], result.stderr
+
+
+def test_unauthenticated_clients_get_nothing(host):
+    result = host.run("redis-cli PING")
+    assert "NOAUTH" in result.stdout + result.stderr
+    default = host.run("redis-cli --user default --pass '' PING")
+    assert "PONG" not in default.stdout
+
+
+def test_acl_file_holds_hashes_only(host):
+    acl = host.file("/etc/redis/users.acl")
+    assert acl.mode == 0o640
+    assert acl.user == "redis"
+    assert not acl.contains("test-only")
+
+
+def test_app_user_works_its_queue_with_scripts(host):
+    assert _cli(host, APP, "SET", "bull:probe", "1").stdout.strip() == "OK"
+    script = "return redis.call('INCR', KEYS[1])"
+    assert _cli(host, APP, "EVAL", script, "1", "bull:probe").stdout.strip() == "2"
+    assert "redis_version" in _cli(host, APP, "INFO", "server").stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["FLUSHALL"],
+        ["FLUSHDB"],
+        ["CONFIG", "GET", "maxmemory"],
+        ["DEBUG", "SLEEP", "0"],
+        ["KEYS", "*"],
+        ["SHUTDOWN", "NOSAVE"],
+        ["SET", "outside:prefix", "1"],
+    ],
+)
+def test_app_user_is_denied_dangerous_commands_and_foreign_keys(host, command):
+    # What the ACL says of the command, then the command itself.
+    dryrun = _cli(host, ADMIN, "ACL", "DRYRUN", APP[0], *command)
+    assert "no permissions" in dryrun.stdout, dryrun.stdout + dryrun.stderr
+    result = _cli(host, APP, *command)
+    # DEBUG is also switched off for everyone (enable-debug-command no).
+    assert "NOPERM" in result.stdout or "DEBUG command not allowed" in result.stdout, result.stdout
+    assert host.service("redis-server").is_running, _journal(host)
+
+
+def test_exporter_user_reads_only(host):
+    assert "used_memory" in _cli(host, EXPORTER, "INFO", "memory").stdout
+    assert _cli(host, EXPORTER, "GET", "bull:probe").stdout.strip() == "2"
+    assert "NOPERM" in _cli(host, EXPORTER, "SET", "bull:probe", "3").stdout
+
+
+def test_a_job_survives_a_restart(host):
+    _cli(host, APP, "DEL", "bull:restart:wait")
+    assert _cli(host, APP, "LPUSH", "bull:restart:wait", "job-1").stdout.strip() == "1"
+    restart = host.run("systemctl restart redis-server")
+    assert restart.rc == 0, _journal(host)
+    host.run("for i in $(seq 1 50); do redis-cli PING | grep -q NOAUTH && break; sleep 0.1; done")
+    assert _cli(host, APP, "LRANGE", "bull:restart:wait", "0", "-1").stdout.split() == ["job-1"]
+
+
+def test_overcommit_is_recorded_for_the_host(host):
+    # A container shares the host's kernel: the role writes the setting and applies it
+    # only on a real host, so the file is what can be checked here.
+    assert host.file("/etc/sysctl.d/30-redis.conf").contains("^vm.overcommit_memory=1")
+
+
+def _playbook(extra_vars):
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(project / "roles"),
+        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+    )
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            str(scenario / "converge.yml"),
+            "--tags",
+            "redis_preflight",
+            "-e",
+            json.dumps(extra_vars),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    return result.returncode, " ".join((result.stdout + result.stderr).split())
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        (
+            {"redis_app_password": ""},
+            "redis_admin_password and redis_app_password must be set (from the vault)",
+        ),
+        (
+            {"redis_app_commands": "+@all -@dangerous +flushall"},
+            "redis_app_commands must deny @dangerous and must not grant FLUSHALL",
+        ),
+        (
+            {"redis_appendfsync": "no"},
+            "value of redis_appendfsync must be one of: always, everysec, got: no",
+        ),
+    ],
+)
+def test_bad_input_stops_in_preflight(host, extra_vars, message):
+    rc, output = _playbook(extra_vars)
+    assert rc != 0
+    assert message in output, output[-3000:]
