@@ -56,7 +56,11 @@ async def queue_events(client: redis.Redis, settings: Settings) -> list[tuple[in
 
 def settings_env(settings: Settings, secrets_dir: str, **overrides: Any) -> dict[str, str]:
     """The environment that gives a child process these settings (plus ``overrides``)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MORPHEUS_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("MORPHEUS_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
     values = settings.model_dump()
     values.update(overrides)
     for name, value in values.items():
