@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 import redis.asyncio as redis
 from bullmq import Queue
 from morpheus.queue import client as queue_client
@@ -120,3 +121,18 @@ def test_redis_url_gets_timeouts_unless_it_sets_them() -> None:
     assert url == "redis://127.0.0.1:6379/0?socket_timeout=5.0&socket_connect_timeout=5.0"
     own = redis_url_with_timeouts("redis://h:1/2?socket_timeout=1", 5.0)
     assert own == "redis://h:1/2?socket_timeout=1&socket_connect_timeout=5.0"
+
+
+@pytest.mark.parametrize("bad", ["", "42", "not-a-uuid", "a:b", "../etc"])
+async def test_a_comic_id_that_is_not_a_uuid_is_refused_before_redis(
+    queue_settings: Settings, redis_client: redis.Redis, bad: str
+) -> None:
+    for call in (
+        queue_client.enqueue_comic,
+        queue_client.retry_comic,
+        queue_client.cancel_comic,
+        queue_client.job_state,
+    ):
+        with pytest.raises(ValueError, match="comic id must be a UUID"):
+            await call(queue_settings, bad)
+    assert await redis_client.keys(f"bull:{queue_settings.queue_name}:*") == []

@@ -174,6 +174,35 @@ async def test_second_signal_stops_waiting_and_requeues_at_once(
     assert await _state(settings, comic_id) == "waiting"
 
 
+async def test_concurrency_runs_jobs_side_by_side(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(update={"worker_concurrency": 2})
+    handler = GatedJob()
+    comics = {str(uuid.uuid4()) for _ in range(3)}
+    runtime, task = await _start(settings, handler)
+    try:
+        for comic_id in comics:
+            await queue_client.enqueue_comic(settings, comic_id)
+        await wait_for(
+            lambda: _async(handler.started), lambda s: len(s) == 2, timeout=10, what="2 jobs"
+        )
+        await asyncio.sleep(0.3)
+        assert len(handler.started) == 2  # the third waits for a free slot
+        assert (await queue_client.queue_counts(settings))["active"] == 2
+        handler.gate.set()
+        await wait_for(
+            lambda: queue_client.queue_counts(settings),
+            lambda counts: counts["completed"] == 3,
+            timeout=10,
+            what="all three jobs to complete",
+        )
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 10)
+    assert set(handler.finished) == comics
+
+
 async def test_heartbeat_lists_live_workers_and_clears_on_stop(
     queue_settings: Settings, redis_client: redis.Redis
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +33,14 @@ from morpheus.settings import Settings
 COUNTED_STATES = ("waiting", "active", "delayed", "failed", "completed")
 
 
+def job_id(comic_id: object) -> str:
+    """The BullMQ job id of a comic: its UUID in canonical form."""
+    try:
+        return str(uuid.UUID(str(comic_id)))
+    except ValueError:
+        raise ValueError(f"comic id must be a UUID, not {str(comic_id)[:60]!r}") from None
+
+
 @asynccontextmanager
 async def open_queue(settings: Settings) -> AsyncIterator[Queue]:
     """A BullMQ ``Queue`` for the comic queue, closed on exit; the body is time-bounded."""
@@ -49,7 +58,7 @@ async def enqueue_comic(settings: Settings, comic_id: str) -> str:
     Enqueueing a comic that already has a job (waiting, active, delayed, or finished and
     still kept) adds nothing: BullMQ ignores a second job with the same id.
     """
-    comic_id = str(comic_id)
+    comic_id = job_id(comic_id)
     async with open_queue(settings) as queue:
         job = await queue.add(
             COMIC_JOB_NAME, {"comic_id": comic_id}, job_options(settings, comic_id)
@@ -64,7 +73,7 @@ async def retry_comic(settings: Settings, comic_id: str) -> str:
     reset; ``"enqueued"``: no job was kept, a new one was added; ``"already-queued"``: the
     job is still waiting, delayed or active, nothing to do.
     """
-    comic_id = str(comic_id)
+    comic_id = job_id(comic_id)
     async with open_queue(settings) as queue:
         job = await queue.getJob(comic_id)
         if job is None:
@@ -84,17 +93,19 @@ async def cancel_comic(settings: Settings, comic_id: str) -> bool:
     the worker sees the cancelled status in PostgreSQL (``repository.cancel_comic``) at its
     next step and stops.
     """
+    comic_id = job_id(comic_id)
     async with open_queue(settings) as queue:
         # The removeJob script answers 1 for a job that does not exist, 0 when locked.
-        if await queue.getJob(str(comic_id)) is None:
+        if await queue.getJob(comic_id) is None:
             return False
-        return await queue.remove(str(comic_id)) == 1
+        return await queue.remove(comic_id) == 1
 
 
 async def job_state(settings: Settings, comic_id: str) -> str:
     """BullMQ's state of the comic's job (``waiting``, ``active``, ..., ``unknown``)."""
+    comic_id = job_id(comic_id)
     async with open_queue(settings) as queue:
-        return str(await queue.getJobState(str(comic_id)))
+        return str(await queue.getJobState(comic_id))
 
 
 async def queue_counts(settings: Settings) -> dict[str, int]:
