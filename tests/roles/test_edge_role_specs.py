@@ -1,4 +1,4 @@
-"""Every variable in a role's argument_specs is in its README table and its defaults."""
+"""nginx and letsencrypt: every spec'd variable is in the README table and in the defaults."""
 
 from pathlib import Path
 
