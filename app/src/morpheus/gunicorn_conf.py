@@ -14,7 +14,6 @@ Environment (besides the ``MORPHEUS_*`` settings):
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -70,11 +69,8 @@ class JsonLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        # gunicorn.error then propagates to the root's JSON handler; gunicorn.access is off.
         configure_logging(_settings.log_level)
-        json_handlers = list(logging.getLogger().handlers)
-        self.error_log.handlers = json_handlers
-        self.access_log.handlers = []
-        self.access_log.disabled = True
 
 
 logger_class = JsonLogger

@@ -100,6 +100,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _drop_duplicate_message(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
+    """A record already formatted by another handler carries its text twice; keep one."""
+    if event_dict.get("message") == event_dict.get("event"):
+        event_dict.pop("message", None)
+    return event_dict
+
+
 def configure_logging(level: str = "INFO", *, stream: Any = None) -> None:
     """Send structlog and standard-library logging to ``stream`` as JSON lines.
 
@@ -117,7 +126,7 @@ def configure_logging(level: str = "INFO", *, stream: Any = None) -> None:
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared, _drop_duplicate_message],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact_secrets,
