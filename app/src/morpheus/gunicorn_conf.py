@@ -59,6 +59,9 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 proc_name = "morpheus-web"
+# Gunicorn's control socket lives at one fixed path per user: unused here, and it would
+# clash between several servers on one machine.
+control_socket_disable = True
 
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="morpheus-metrics-")

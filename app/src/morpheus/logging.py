@@ -106,6 +106,7 @@ def _drop_duplicate_message(
     """A record already formatted by another handler carries its text twice; keep one."""
     if event_dict.get("message") == event_dict.get("event"):
         event_dict.pop("message", None)
+    event_dict.pop("color_message", None)  # uvicorn's terminal-coloured copy
     return event_dict
 
 
