@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy.exc import OperationalError
 
 from morpheus import __version__
@@ -70,20 +69,26 @@ def _describe_revision(database_url: str) -> str:
     return f"database revision: {current}{marker}"
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+def _migrate(direction: str, settings: Settings, revision: str) -> int:
+    from alembic.util import CommandError as AlembicCommandError
+
     from morpheus.db import schema
 
-    schema.upgrade(settings.database_url, args.revision)
+    action = schema.upgrade if direction == "upgrade" else schema.downgrade
+    try:
+        action(settings.database_url, revision)
+    except AlembicCommandError as exc:
+        raise CommandError(str(exc)) from None
     print(_describe_revision(settings.database_url))
     return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    return _migrate("upgrade", settings, args.revision)
 
 
 def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from morpheus.db import schema
-
-    schema.downgrade(settings.database_url, args.revision)
-    print(_describe_revision(settings.database_url))
-    return EXIT_OK
+    return _migrate("downgrade", settings, args.revision)
 
 
 def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,11 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(f"invalid setting: {line}")
         return EXIT_USAGE
     if args.command == "db":
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        # Alembic reports each migration it runs; nothing else is chatty here.
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     handler: Handler = args.handler
     try:
         return handler(args, settings)
-    except (CommandError, AlembicCommandError) as exc:
+    except CommandError as exc:
         _err(f"error: {exc}")
         return EXIT_FAILED
     except OperationalError as exc:
