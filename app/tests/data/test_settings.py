@@ -147,3 +147,25 @@ def test_constructor_arguments_override_environment(clean_env: pytest.MonkeyPatc
     settings = Settings(queue_name="from-code")
     assert settings.queue_name == "from-code"
     assert settings.redis_url == GOOD_ENV["MORPHEUS_REDIS_URL"]
+
+
+def test_secrets_dir_defaults_to_run_secrets_only_when_present(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from morpheus import settings as settings_module
+
+    clean_env.delenv("MORPHEUS_SECRETS_DIR")
+    present = tmp_path / "run-secrets"
+    present.mkdir()
+    clean_env.setattr(settings_module, "DEFAULT_SECRETS_DIR", present)
+    assert settings_module.resolve_secrets_dir() == present
+    (present / "MORPHEUS_SECRET_KEY").write_text("test-only-default-secrets-dir-0123456789")
+    set_env(clean_env, {k: v for k, v in GOOD_ENV.items() if k != "MORPHEUS_SECRET_KEY"})
+    loaded = load_settings()
+    assert loaded.secret_key.get_secret_value() == "test-only-default-secrets-dir-0123456789"
+
+    clean_env.setattr(settings_module, "DEFAULT_SECRETS_DIR", tmp_path / "absent")
+    assert settings_module.resolve_secrets_dir() is None
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.lines == ["MORPHEUS_SECRET_KEY: is required but not set"]

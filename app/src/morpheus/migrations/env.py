@@ -6,6 +6,8 @@ several processes starting at once (and PgBouncer in transaction pooling mode) a
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 from morpheus.db.models import Base
 from morpheus.db.session import make_engine
@@ -19,7 +21,7 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    url = config.attributes.get("database_url")
+    url = config.attributes.get("database_url") or os.environ.get("MORPHEUS_DATABASE_URL")
     if url:
         return str(url)
     from morpheus.settings import get_settings
