@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 
 @pytest.fixture
-def app_factory(settings: Settings) -> Callable[..., FastAPI]:
-    """Build the app for the test settings, with overrides."""
+async def app_factory(settings: Settings) -> AsyncIterator[Callable[..., FastAPI]]:
+    """Build the app for the test settings, with overrides; closed after the test."""
     made: list[FastAPI] = []
 
     def build(**overrides: Any) -> FastAPI:
@@ -27,14 +27,14 @@ def app_factory(settings: Settings) -> Callable[..., FastAPI]:
         made.append(app)
         return app
 
-    return build
+    yield build
+    for app in made:
+        await app.state.context.close()
 
 
 @pytest.fixture
-async def app(app_factory: Callable[..., FastAPI]) -> AsyncIterator[FastAPI]:
-    application = app_factory()
-    yield application
-    await application.state.context.close()
+def app(app_factory: Callable[..., FastAPI]) -> FastAPI:
+    return app_factory()
 
 
 @pytest.fixture

@@ -204,7 +204,6 @@ async def test_declared_oversize_body_is_413_before_reading(
     assert response.status_code == 413
     assert "KiB" in response.json()["detail"]
     assert count(db_session) == before
-    await app.state.context.close()
 
 
 async def test_streamed_oversize_body_is_cut_off_while_reading(
@@ -235,7 +234,6 @@ async def test_streamed_oversize_body_is_cut_off_while_reading(
     # Refused at the chunk that crossed the limit (1 KiB + 64 KiB envelope), not at the end.
     assert sent < 200 * 1024
     assert count(db_session) == before
-    await app.state.context.close()
 
 
 async def test_novel_over_the_limit_is_413(
@@ -253,7 +251,6 @@ async def test_novel_over_the_limit_is_413(
     assert response.status_code == 413
     assert "largest novel we accept" in response.json()["detail"]
     assert count(db_session) == before
-    await app.state.context.close()
 
 
 @pytest.mark.parametrize(
@@ -341,7 +338,6 @@ async def test_queue_down_after_the_row_was_written_marks_the_comic_failed(
     assert len(comics) == 1
     assert comics[0].status == "failed"
     assert "could not be queued" in (comics[0].error or "")
-    await app.state.context.close()
 
 
 # --- status, outputs, cancel ------------------------------------------------------------

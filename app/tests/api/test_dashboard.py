@@ -171,3 +171,24 @@ async def test_deactivated_user_loses_access(
     db_session.execute(update(User).where(User.username == operator[0]).values(is_active=False))
     db_session.commit()
     assert (await desk.get("/")).status_code == 401
+
+
+async def test_login_attempts_are_throttled_per_address(
+    desk: httpx.AsyncClient, operator: tuple[str, str]
+) -> None:
+    token = csrf_of((await desk.get("/login")).text)
+    codes = [
+        (
+            await desk.post(
+                "/login",
+                data={"username": operator[0], "password": "wrong-guess-0000", "csrf_token": token},
+            )
+        ).status_code
+        for _ in range(11)
+    ]
+    assert codes == [401] * 10 + [429]
+    # Even the right password waits for the window to pass.
+    right = await desk.post(
+        "/login", data={"username": operator[0], "password": operator[1], "csrf_token": token}
+    )
+    assert right.status_code == 429 and right.headers["retry-after"]

@@ -46,7 +46,6 @@ async def test_ready_names_redis_when_it_is_down(app_factory: Callable[..., Fast
     assert ready.json()["checks"]["postgresql"] == "ok"
     assert live.status_code == 200  # liveness touches nothing
     assert summary.json()["status"] == "degraded"
-    await app.state.context.close()
 
 
 async def test_ready_names_postgresql_when_it_is_down(
@@ -61,7 +60,6 @@ async def test_ready_names_postgresql_when_it_is_down(
     assert ready.json()["failed"] == ["postgresql"]
     assert ready.json()["checks"]["redis"] == "ok"
     assert live.status_code == 200
-    await app.state.context.close()
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -128,7 +126,6 @@ async def test_rate_limited_requests_are_counted(app_factory: Callable[..., Fast
     )
     assert value is not None and value >= 1
     assert sample(text, "morpheus_http_requests_total", site="storefront", route="/", status="429")
-    await app.state.context.close()
 
 
 async def test_metrics_answer_even_when_the_queue_is_down(
@@ -139,7 +136,6 @@ async def test_metrics_answer_even_when_the_queue_is_down(
         response = await scraper.get("/metrics")
     assert response.status_code == 200
     assert "morpheus_http_requests_total" in response.text
-    await app.state.context.close()
 
 
 async def test_health_is_not_cached(api: httpx.AsyncClient) -> None:

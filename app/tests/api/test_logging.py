@@ -108,7 +108,6 @@ async def test_access_log_carries_the_request_id_and_no_secret(
             )
     finally:
         configure_logging("INFO")
-        await app.state.context.close()
     records = lines(buffer)
     access = [r for r in records if r.get("logger") == "morpheus.access"]
     first = next(r for r in access if r["request_id"] == "req-abc-1")
@@ -178,7 +177,6 @@ async def test_sentry_reports_errors_without_secrets(
                 "/v1/comics", json={"title": "With Sentry", "text": NOVEL}, headers=auth
             )
         assert response.status_code == 202
-        await app.state.context.close()
     finally:
         sentry_sdk.init(dsn=None)
         server.shutdown()

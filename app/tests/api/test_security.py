@@ -118,7 +118,6 @@ async def test_cors_origins_setting_replaces_the_defaults(
         no = await api.get("/v1/comics/x", headers={"Origin": "https://morpheus.localhost"})
     assert ok.headers["access-control-allow-origin"] == "https://shop.example"
     assert "access-control-allow-origin" not in no.headers
-    await app.state.context.close()
 
 
 # --- trusted proxies and rate limits ----------------------------------------------------
@@ -164,7 +163,6 @@ async def test_storefront_rate_limit_uses_the_real_client_address(
     refused = limited[-1]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert "Too many requests" in refused.text
-    await app.state.context.close()
 
 
 async def test_api_rate_limit_is_per_key(
@@ -181,7 +179,6 @@ async def test_api_rate_limit_is_per_key(
         assert refused.headers["retry-after"].isdigit()
         assert refused.json()["detail"].startswith("Too many requests")
         assert (await api.get(path, headers=other)).status_code == 404
-    await app.state.context.close()
 
 
 async def test_api_submissions_are_limited_per_hour(
@@ -194,11 +191,9 @@ async def test_api_submissions_are_limited_per_hour(
         refused = await api.post("/v1/comics", json=body, headers=auth)
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 3600
-    await app.state.context.close()
 
 
 async def test_rate_limits_can_be_switched_off(app_factory: Callable[..., FastAPI]) -> None:
     app = app_factory(rate_limit_enabled=False, rate_limit_requests_per_minute=1)
     async with client_for(app, SHOP) as shop:
         assert [(await shop.get("/")).status_code for _ in range(3)] == [200, 200, 200]
-    await app.state.context.close()

@@ -156,7 +156,6 @@ async def test_storefront_submissions_are_rate_limited_per_address(
     # Another address still may.
     async with client_for(app, SHOP, addr="198.51.100.20") as other:
         await submit_form(other)
-    await app.state.context.close()
 
 
 async def test_oversize_upload_on_the_storefront_is_a_413_page(
@@ -174,7 +173,6 @@ async def test_oversize_upload_on_the_storefront_is_a_413_page(
     assert 'role="alert"' in response.text and "largest novel we accept" in response.text
     assert 'value="Too long"' in response.text
     assert repository.count_comics(db_session) == before
-    await app.state.context.close()
 
 
 async def test_openapi_describes_the_submission(app: FastAPI) -> None:
