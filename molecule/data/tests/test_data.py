@@ -1,0 +1,218 @@
+"""The data tier on one host, end to end: pooled SCRAM logins, a queue that keeps its
+jobs, and a backup that restores to identical data through the real playbooks."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+APP_PASSWORD = "test-only-app-password"  # test-only value
+PGB_ADMIN_PASSWORD = "test-only-pgbouncer-admin-password"  # test-only value
+REDIS_APP = ("morpheus", "test-only-redis-app-password")  # test-only value
+REDIS_ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
+BACKUP_DIR = "/var/backups/morpheus"
+
+
+def _journal(host, unit):
+    return host.run(f"journalctl -u {unit} --no-pager -n 50").stdout
+
+
+def _address(host):
+    return host.run("hostname -I").stdout.split()[0]
+
+
+def _app_sql(host, sql):
+    """As the application: through PgBouncer, on the private address, with SCRAM."""
+    return host.run(
+        f"PGPASSWORD={APP_PASSWORD} psql -X -At -v ON_ERROR_STOP=1 -h {_address(host)} -p 6432 "
+        f"-U morpheus -d morpheus -c {json.dumps(sql)}"
+    )
+
+
+def _redis(host, user, *args):
+    name, password = user
+    quoted = " ".join(json.dumps(a) for a in args)
+    return host.run(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user {name} {quoted}")
+
+
+def _playbook(name, extra_vars=None):
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(project / "roles"),
+        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+    )
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            str(project / "playbooks" / name),
+            "-e",
+            json.dumps(extra_vars or {}),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    output = (result.stdout + result.stderr).replace('\\"', '"')
+    return result.returncode, " ".join(output.split())
+
+
+@pytest.mark.parametrize(
+    "unit", ["postgresql@15-main", "pgbouncer", "redis-server", "morpheus-backup.timer"]
+)
+def test_units_are_running(host, unit):
+    service = host.service(unit)
+    assert service.is_running, _journal(host, unit)
+    assert service.is_enabled, _journal(host, unit)
+
+
+def test_app_runs_a_transaction_through_pgbouncer(host):
+    result = _app_sql(
+        host,
+        "BEGIN; CREATE TABLE IF NOT EXISTS pool_probe (id int PRIMARY KEY);"
+        " INSERT INTO pool_probe VALUES (1) ON CONFLICT DO NOTHING;"
+        " SELECT current_user, count(*) FROM pool_probe; COMMIT;",
+    )
+    assert result.rc == 0, result.stderr + _journal(host, "pgbouncer")
+    assert "morpheus|1" in result.stdout.split()
+
+
+def test_show_pools_answers(host):
+    result = host.run(
+        f"PGPASSWORD={PGB_ADMIN_PASSWORD} psql -X -At -h 127.0.0.1 -p 6432 -U pgbouncer_admin "
+        "-d pgbouncer -c 'SHOW POOLS'"
+    )
+    assert result.rc == 0, result.stderr
+    assert any(line.startswith("morpheus|morpheus|") for line in result.stdout.splitlines())
+
+
+def test_redis_asks_for_auth(host):
+    result = host.run("redis-cli PING")
+    assert "NOAUTH" in result.stdout + result.stderr
+
+
+def test_redis_denies_flushall_to_the_app(host):
+    result = _redis(host, REDIS_APP, "FLUSHALL")
+    assert "NOPERM" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_queued_job_survives_a_redis_restart(host):
+    _redis(host, REDIS_APP, "DEL", "bull:comics:wait", "bull:comics:42")
+    _redis(host, REDIS_APP, "HSET", "bull:comics:42", "name", "render", "data", '{"page":1}')
+    assert _redis(host, REDIS_APP, "LPUSH", "bull:comics:wait", "42").stdout.strip() == "1"
+    restart = host.run("systemctl restart redis-server")
+    assert restart.rc == 0, _journal(host, "redis-server")
+    host.run("for i in $(seq 1 50); do redis-cli PING | grep -q NOAUTH && break; sleep 0.1; done")
+    assert _redis(host, REDIS_APP, "LRANGE", "bull:comics:wait", "0", "-1").stdout.split() == ["42"]
+    assert _redis(host, REDIS_APP, "HGET", "bull:comics:42", "data").stdout.strip() == '{"page":1}'
+
+
+def _fingerprint(host):
+    result = _app_sql(
+        host,
+        "SELECT count(*) || ':' || md5(string_agg(id || '/' || payload, ',' ORDER BY id))"
+        " FROM drill",
+    )
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _queue(host):
+    return _redis(host, REDIS_APP, "LRANGE", "bull:drill:wait", "0", "-1").stdout.split()
+
+
+def test_restore_drill(host):
+    # 1. Data worth keeping, in PostgreSQL and in the queue.
+    setup = _app_sql(
+        host,
+        "DROP TABLE IF EXISTS drill; CREATE TABLE drill (id int PRIMARY KEY, payload text);"
+        " INSERT INTO drill SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
+    )
+    assert setup.rc == 0, setup.stderr
+    _redis(host, REDIS_APP, "DEL", "bull:drill:wait")
+    _redis(host, REDIS_APP, "RPUSH", "bull:drill:wait", "job-1", "job-2", "job-3")
+    rows, jobs = _fingerprint(host), _queue(host)
+    assert rows.startswith("5000:")
+    assert jobs == ["job-1", "job-2", "job-3"]
+
+    # 2. The real backup playbook.
+    rc, output = _playbook("backup.yml")
+    assert rc == 0, output[-3000:] + _journal(host, "morpheus-backup")
+    latest = host.run(f"ls -1 {BACKUP_DIR} | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | tail -1")
+    backup = latest.stdout.strip()
+    files = host.run(f"ls -1 {BACKUP_DIR}/{backup}").stdout.split()
+    assert sorted(files) == [
+        "SHA256SUMS",
+        "postgresql-morpheus.dump",
+        "redis-appendonlydir.tar.gz",
+        "redis-dump.rdb",
+    ]
+    assert host.run(f"cd {BACKUP_DIR}/{backup} && sha256sum --check --strict SHA256SUMS").rc == 0
+
+    # 3. Disaster: the database is gone, the queue is emptied.
+    dropped = host.run("runuser -u postgres -- dropdb --force morpheus")
+    assert dropped.rc == 0, dropped.stderr
+    assert _redis(host, REDIS_ADMIN, "FLUSHALL").stdout.strip() == "OK"
+    assert _app_sql(host, "SELECT 1").rc != 0
+    assert _queue(host) == []
+
+    # 4. Without confirmation the restore refuses and says what to pass.
+    rc, output = _playbook("restore.yml")
+    assert rc != 0
+    assert "To go ahead, run again with -e restore_confirm=yes" in output, output[-3000:]
+
+    # 5. The real restore playbook, confirmed.
+    rc, output = _playbook("restore.yml", {"restore_confirm": "yes"})
+    assert rc == 0, output[-3000:]
+    assert f"from backup {backup}" in output
+
+    # 6. Identical rows (count and checksum) and the same jobs.
+    assert _fingerprint(host) == rows
+    assert _queue(host) == jobs
+
+
+def test_restore_refuses_a_backup_that_fails_its_checksums(host):
+    latest = host.run(f"ls -1 {BACKUP_DIR} | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | tail -1")
+    source = f"{BACKUP_DIR}/{latest.stdout.strip()}"
+    tampered = "19990101T000000Z"
+    host.run(f"rm -rf {BACKUP_DIR}/{tampered} && cp -a {source} {BACKUP_DIR}/{tampered}")
+    host.run(f"echo tampered >> {BACKUP_DIR}/{tampered}/postgresql-morpheus.dump")
+    before = _fingerprint(host)
+    rc, output = _playbook("restore.yml", {"restore_confirm": "yes", "restore_backup": tampered})
+    host.run(f"rm -rf {BACKUP_DIR}/{tampered}")
+    assert rc != 0
+    assert f"Nothing was changed: backup {tampered} fails its checksum check" in output, output[
+        -3000:
+    ]
+    assert "postgresql-morpheus.dump: FAILED" in output
+    assert _fingerprint(host) == before
+
+
+def test_restore_names_the_backups_when_asked_for_a_missing_one(host):
+    rc, output = _playbook("restore.yml", {"restore_confirm": "yes", "restore_backup": "nope"})
+    assert rc != 0
+    assert "Nothing was changed: no backup 'nope' in /var/backups/morpheus. Available:" in output
+
+
+def test_retention_keeps_the_newest_backups(host):
+    for _ in range(3):
+        run = host.run("systemctl start morpheus-backup.service")
+        assert run.rc == 0, _journal(host, "morpheus-backup")
+    listing = host.run(f"ls -1 {BACKUP_DIR}").stdout.split()
+    assert len([name for name in listing if name.endswith("Z")]) == 2, listing
+    assert not [name for name in listing if name.startswith(".partial")]
+
+
+def test_backup_timer_is_scheduled(host):
+    timer = host.run("systemctl show -p TimersCalendar --value morpheus-backup.timer").stdout
+    assert "OnCalendar=*-*-* 03:15:00" in timer
