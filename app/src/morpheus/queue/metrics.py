@@ -11,6 +11,8 @@ QUEUE_JOBS = Gauge(
     "morpheus_queue_jobs",
     "Jobs in the comic queue by BullMQ state, as last read from Redis.",
     ["state"],
+    # Under Gunicorn each worker process exports its own sample; keep the newest.
+    multiprocess_mode="mostrecent",
 )
 
 

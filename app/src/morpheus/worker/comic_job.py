@@ -149,13 +149,14 @@ class _Attempt:
         return image
 
     async def compose(
-        self, script: Script, panels: list[Panel], images: list[bytes]
+        self, script: Script, panels: list[Panel], images: list[bytes], title: str
     ) -> list[bytes]:
         started = time.monotonic()
         await self.progress(ComicStage.COMPOSE, PROGRESS[ComicStage.COMPOSE])
         pages = await asyncio.to_thread(
             compose.compose_pages,
             list(zip(panels, images, strict=True)),
+            title=title,
             chapter_titles=script.chapter_titles(),
             page_width=self.page_size[0],
             page_height=self.page_size[1],
@@ -211,7 +212,7 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
         script = await attempt.segment(source.source_text)
         panels = list(script.panels())
         images = await attempt.render(panels)
-        pages = await attempt.compose(script, panels, images)
+        pages = await attempt.compose(script, panels, images, comic.title)
         await attempt.package(pages, comic.title)
     except Stopped as stop:
         attempt.log.info("comic stopped", status=stop.status)
