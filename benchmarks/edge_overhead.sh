@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 instance=morpheus-nginx
 name=app.morpheus.test          # the storefront: no per-client API rate limit
+# (URLs name their port: the minimal image has no /etc/services for wrk to look "https" up)
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
@@ -24,21 +25,21 @@ if [[ -z "${SKIP_CONVERGE:-}" ]]; then
         || { tail -40 /tmp/edge_overhead_converge.log; exit 1; }
 fi
 
-docker exec "$instance" sh -c 'command -v wrk > /dev/null || apt-get install -y -qq wrk > /dev/null'
+docker exec "$instance" sh -c 'command -v wrk > /dev/null || apt-get install -y -qq wrk > /dev/null 2>&1'
 docker exec "$instance" sh -c "grep -q ' $name\$' /etc/hosts || echo '127.0.0.1 $name' >> /etc/hosts"
-docker cp benchmarks/edge_overhead.lua "$instance:/tmp/edge_overhead.lua" > /dev/null
+docker exec -i "$instance" sh -c "cat > /root/edge_overhead.lua" < benchmarks/edge_overhead.lua
 
 run() {
     docker exec "$instance" wrk --latency -t "$threads" -c "$connections" -d "$duration" \
-        -s /tmp/edge_overhead.lua "$1" | tee -a /tmp/edge_overhead_wrk.log | grep '^RESULT'
+        -s /root/edge_overhead.lua "$1" | tee -a /tmp/edge_overhead_wrk.log | grep '^RESULT'
 }
 
 : > /tmp/edge_overhead_wrk.log
 # Warm both paths (TLS session cache, upstream keepalive), then measure.
 docker exec "$instance" wrk -t 1 -c 4 -d 2s "http://127.0.0.1:8000/health" > /dev/null
-docker exec "$instance" wrk -t 1 -c 4 -d 2s "https://$name/health" > /dev/null
+docker exec "$instance" wrk -t 1 -c 4 -d 2s "https://$name:443/health" > /dev/null
 direct=$(run "http://127.0.0.1:8000/health")
-edge=$(run "https://$name/health")
+edge=$(run "https://$name:443/health")
 
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<< "$1"; }
 printf '\nwrk -t%s -c%s -d%s, %s cores, %s\n' "$threads" "$connections" "$duration" \
