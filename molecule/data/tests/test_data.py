@@ -76,6 +76,12 @@ def test_units_are_running(host, unit):
     assert service.is_enabled, _journal(host, unit)
 
 
+def test_new_cluster_has_data_checksums(host):
+    # This host had no PostgreSQL before: the role created the cluster with checksums.
+    result = host.run("runuser -u postgres -- psql -X -At -c 'SHOW data_checksums'")
+    assert result.stdout.strip() == "on", result.stderr
+
+
 def test_app_runs_a_transaction_through_pgbouncer(host):
     result = _app_sql(
         host,
