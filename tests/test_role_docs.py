@@ -32,13 +32,15 @@ def test_readme_table_matches_argument_specs(role):
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
-def test_defaults_are_declared_and_prefixed(role):
+def test_defaults_match_argument_specs(role):
     defaults_file = role / "defaults" / "main.yml"
-    defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+    defaults = (yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}) or {}
     declared = spec_options(role)
-    assert set(defaults or {}) - set(declared) == set(), "defaults without an argument spec"
+    assert set(defaults) - set(declared) == set(), "defaults without an argument spec"
     prefix = f"{role.name}_"
-    assert all(name.startswith(prefix) for name in declared), f"public vars start with {prefix}"
     for name, option in declared.items():
+        assert name.startswith(prefix), f"{name}: public variables start with {prefix}"
         assert option.get("description"), f"{name} has no description"
         assert option.get("type"), f"{name} has no type"
+        if "default" in option and name in defaults:
+            assert option["default"] == defaults[name], f"{name}: default differs from defaults"

@@ -76,6 +76,14 @@ def test_app_user_works_its_queue_with_scripts(host):
     assert "redis_version" in _cli(host, APP, "INFO", "server").stdout
 
 
+def test_app_user_keeps_the_services_own_keys(host):
+    # Rate limits and worker heartbeats live under morpheus:<queue>:...
+    assert (
+        _cli(host, APP, "SET", "morpheus:comics:ratelimit:probe", "1", "EX", "5").stdout.strip()
+        == "OK"
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [
