@@ -3,6 +3,7 @@ jobs, and a backup that restores to identical data through the real playbooks.""
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,25 @@ PGB_ADMIN_PASSWORD = "test-only-pgbouncer-admin-password"  # test-only value
 REDIS_APP = ("morpheus", "test-only-redis-app-password")  # test-only value
 REDIS_ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
 BACKUP_DIR = "/var/backups/morpheus"
+# The test S3 server (moto) that prepare.yml runs on the instance's loopback.
+S3_BUCKET = "morpheus-backups"
+S3_PREFIX = "data-scenario"
+STAMP = r"^[0-9]{8}T[0-9]{6}Z$"
+# Lists the bucket with the backup's own (test-only) key: {key: sha256 of the object}.
+S3_LIST = """
+import hashlib, json, sys
+import boto3
+key = json.load(open("/root/s3-test-key.json"))
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
+                  aws_access_key_id=key["access_key_id"],
+                  aws_secret_access_key=key["secret_access_key"])
+out = {}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1]):
+    for obj in page.get("Contents", []):
+        body = s3.get_object(Bucket=sys.argv[1], Key=obj["Key"])["Body"].read()
+        out[obj["Key"]] = hashlib.sha256(body).hexdigest()
+print(json.dumps(out))
+"""
 
 
 def _journal(host, unit):
@@ -68,7 +88,8 @@ def _playbook(name, extra_vars=None):
 
 
 @pytest.mark.parametrize(
-    "unit", ["postgresql@15-main", "pgbouncer", "redis-server", "morpheus-backup.timer"]
+    "unit",
+    ["postgresql@15-main", "pgbouncer", "redis-server", "morpheus-backup.timer", "moto-s3"],
 )
 def test_units_are_running(host, unit):
     service = host.service(unit)
@@ -121,6 +142,35 @@ def test_a_queued_job_survives_a_redis_restart(host):
     host.run("for i in $(seq 1 50); do redis-cli PING | grep -q NOAUTH && break; sleep 0.1; done")
     assert _redis(host, REDIS_APP, "LRANGE", "bull:comics:wait", "0", "-1").stdout.split() == ["42"]
     assert _redis(host, REDIS_APP, "HGET", "bull:comics:42", "data").stdout.strip() == '{"page":1}'
+
+
+def _s3_objects(host):
+    """Every object in the test bucket with the sha256 of its content, read back."""
+    result = host.run(f"/opt/moto/bin/python - {S3_BUCKET} <<'EOF'\n{S3_LIST}\nEOF")
+    assert result.rc == 0, result.stderr + _journal(host, "moto-s3")
+    return json.loads(result.stdout)
+
+
+def _s3_backups(host):
+    """The backup names (UTC times) found under the prefix in the bucket."""
+    return sorted({key.split("/")[1] for key in _s3_objects(host) if key.count("/") == 2})
+
+
+def _local_backups(host):
+    listing = host.run(f"ls -1 {BACKUP_DIR}").stdout.split()
+    return sorted(name for name in listing if re.match(STAMP, name))
+
+
+def _sums(text):
+    """sha256sum output as {file: sha256}."""
+    return {name: digest for digest, name in (line.split(maxsplit=1) for line in text.splitlines())}
+
+
+def _local_sums(host, backup):
+    """{file: sha256} of every file of a local backup, computed now."""
+    computed = host.run(f"cd {BACKUP_DIR}/{backup} && sha256sum -- *")
+    assert computed.rc == 0, computed.stderr
+    return _sums(computed.stdout)
 
 
 def _fingerprint(host):
@@ -187,6 +237,33 @@ def test_restore_drill(host):
     assert _queue(host) == jobs
 
 
+def test_backup_is_shipped_to_s3_with_the_same_checksums(host):
+    # A real run of the backup playbook ships the backup to the test S3 server.
+    rc, output = _playbook("backup.yml")
+    assert rc == 0, output[-3000:] + _journal(host, "morpheus-backup")
+    backup = _local_backups(host)[-1]
+    local = _local_sums(host, backup)
+    assert sorted(local) == [
+        "SHA256SUMS",
+        "postgresql-morpheus.dump",
+        "redis-appendonlydir.tar.gz",
+        "redis-dump.rdb",
+    ]
+    objects = _s3_objects(host)
+    shipped = {
+        key.removeprefix(f"{S3_PREFIX}/{backup}/"): digest
+        for key, digest in objects.items()
+        if key.startswith(f"{S3_PREFIX}/{backup}/")
+    }
+    # Every file, byte for byte (sha256 of the object read back), under prefix/<time>/.
+    assert shipped == local, (sorted(objects), _journal(host, "morpheus-backup"))
+    # And the shipped manifest matches the shipped dumps and Redis files.
+    manifest = _sums(host.run(f"cat {BACKUP_DIR}/{backup}/SHA256SUMS").stdout)
+    assert manifest == {name: digest for name, digest in shipped.items() if name != "SHA256SUMS"}
+    journal = _journal(host, "morpheus-backup")
+    assert f"shipped {backup} to s3://{S3_BUCKET}/{S3_PREFIX}/{backup}" in journal, journal
+
+
 def test_restore_refuses_a_backup_that_fails_its_checksums(host):
     latest = host.run(f"ls -1 {BACKUP_DIR} | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' | tail -1")
     source = f"{BACKUP_DIR}/{latest.stdout.strip()}"
@@ -217,6 +294,43 @@ def test_retention_keeps_the_newest_backups(host):
     listing = host.run(f"ls -1 {BACKUP_DIR}").stdout.split()
     assert len([name for name in listing if name.endswith("Z")]) == 2, listing
     assert not [name for name in listing if name.startswith(".partial")]
+    # Retention is local only (see the role's README): the bucket keeps every shipped
+    # backup, the two kept here among them; expiry there is the bucket's lifecycle rule.
+    in_bucket = _s3_backups(host)
+    assert set(_local_backups(host)) <= set(in_bucket), in_bucket
+    assert len(in_bucket) >= 5, in_bucket
+
+
+def test_a_failed_upload_fails_the_backup_and_keeps_the_local_copy(host):
+    env = "/etc/morpheus-backup/env"
+    before_local, before_bucket = _local_backups(host), _s3_backups(host)
+    host.run(f"cp -p {env} {env}.good")
+    try:
+        host.run(
+            "sed -i 's/^RCLONE_CONFIG_BACKUP_SECRET_ACCESS_KEY=.*/"
+            f"RCLONE_CONFIG_BACKUP_SECRET_ACCESS_KEY=test-only-wrong-secret/' {env}"
+        )
+        run = host.run("systemctl start morpheus-backup.service")
+        state = host.run("systemctl is-failed morpheus-backup.service").stdout.strip()
+        journal = _journal(host, "morpheus-backup")
+    finally:
+        host.run(f"mv {env}.good {env} && systemctl reset-failed morpheus-backup.service")
+    # Visible: systemctl fails, the unit is failed, the journal says what happened.
+    assert run.rc != 0, journal
+    assert state == "failed", journal
+    assert "SignatureDoesNotMatch" in journal, journal
+    new = sorted(set(_local_backups(host)) - set(before_local))
+    assert len(new) == 1, (before_local, _local_backups(host))
+    assert f"shipping {new[0]} to s3://{S3_BUCKET}/{S3_PREFIX}/{new[0]} FAILED" in journal, journal
+    assert f"the local backup {BACKUP_DIR}/{new[0]} is kept" in journal, journal
+    # The local backup is whole and checks out; nothing of it reached the bucket.
+    check = host.run(f"cd {BACKUP_DIR}/{new[0]} && sha256sum --check --strict SHA256SUMS")
+    assert check.rc == 0, check.stdout + check.stderr
+    assert _s3_backups(host) == before_bucket
+    # With the right key again, the next run ships.
+    again = host.run("systemctl start morpheus-backup.service")
+    assert again.rc == 0, _journal(host, "morpheus-backup")
+    assert _local_backups(host)[-1] in _s3_backups(host)
 
 
 def test_backup_timer_is_scheduled(host):
