@@ -25,23 +25,45 @@ def assert_service_up(host, unit: str) -> None:
     assert service.is_running, f"{unit} is not running{journal(host, unit)}"
 
 
-@pytest.fixture(scope="session")
-def run_playbook() -> Callable[..., subprocess.CompletedProcess]:
-    """Run a playbook against this scenario's instances with extra vars (as JSON).
+def ansible_playbook(
+    playbook: Path, extra_vars: dict | None = None, tags: str | None = None, timeout: int = 600
+) -> tuple[int, str]:
+    """Run a playbook against this scenario's instances, as `molecule verify` sees them.
 
-    Used by negative tests: bad variables must stop the play in preflight with a
-    message a person can act on.
+    Returns the exit code and the whole output on one line (white space folded,
+    JSON-escaped quotes undone), ready for `message in output` assertions.
     """
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
         pytest.skip("MOLECULE_INVENTORY_FILE is not set: run these tests through `molecule verify`")
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+        ANSIBLE_FILTER_PLUGINS=str(PROJECT / "filter_plugins"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+        # Instances are new on every run: never reuse facts cached by another.
+        ANSIBLE_CACHE_PLUGIN="memory",
+    )
+    cmd = ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps(extra_vars or {})]
+    if tags:
+        cmd += ["--tags", tags]
+    result = subprocess.run(
+        cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    output = (result.stdout + result.stderr).replace('\\"', '"')
+    return result.returncode, " ".join(output.split())
 
-    def run(playbook: Path, extra_vars: dict, tags: str | None = None):
-        cmd = ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps(extra_vars)]
-        if tags:
-            cmd += ["--tags", tags]
-        return subprocess.run(
-            cmd, cwd=PROJECT, capture_output=True, text=True, check=False, timeout=300
-        )
 
-    return run
+def scenario_file(name: str) -> Path:
+    """A file of the scenario under test."""
+    return Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / name
+
+
+@pytest.fixture(scope="session")
+def run_playbook() -> Callable[..., tuple[int, str]]:
+    """ansible_playbook, as a fixture: used by negative tests, where bad variables
+    must stop the play in preflight with a message a person can act on."""
+    return ansible_playbook

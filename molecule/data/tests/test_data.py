@@ -2,12 +2,10 @@
 jobs, and a backup that restores to identical data through the real playbooks."""
 
 import json
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import PROJECT, ansible_playbook
 
 APP_PASSWORD = "test-only-app-password"  # test-only value
 PGB_ADMIN_PASSWORD = "test-only-pgbouncer-admin-password"  # test-only value
@@ -58,33 +56,7 @@ def _redis(host, user, *args):
 
 
 def _playbook(name, extra_vars=None):
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-    )
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(project / "playbooks" / name),
-            "-e",
-            json.dumps(extra_vars or {}),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    output = (result.stdout + result.stderr).replace('\\"', '"')
-    return result.returncode, " ".join(output.split())
+    return ansible_playbook(PROJECT / "playbooks" / name, extra_vars)
 
 
 @pytest.mark.parametrize(

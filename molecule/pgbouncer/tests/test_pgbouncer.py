@@ -1,11 +1,9 @@
 """The pgbouncer role: SCRAM logins through a transaction pooler, checked reloads."""
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import ansible_playbook, scenario_file
 
 APP_PASSWORD = "test-only-app-password"  # test-only value
 ADMIN_PASSWORD = "test-only-admin-password"  # test-only value
@@ -34,36 +32,7 @@ def _main_pid(host):
 
 
 def _playbook(tags, extra_vars, playbook="converge.yml"):
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-    )
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(scenario / playbook),
-            "--tags",
-            tags,
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
-    output = (result.stdout + result.stderr).replace('\\"', '"')
-    return result.returncode, " ".join(output.split())
+    return ansible_playbook(scenario_file(playbook), extra_vars, tags=tags, timeout=300)
 
 
 def test_service_runs(host):

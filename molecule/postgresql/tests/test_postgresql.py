@@ -1,11 +1,9 @@
 """The postgresql role: a SCRAM-only, checksummed, host-sized server."""
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import ansible_playbook, scenario_file
 
 UNIT = "postgresql@15-main"
 APP_PASSWORD = "test-only-app-password"  # test-only value
@@ -94,33 +92,8 @@ def test_database_owner_and_grants(host):
 
 
 def _apply_bad_vars(extra_vars):
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-        ANSIBLE_FORCE_COLOR="0",
-    )
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(scenario / "bad_input.yml"),
-            "--tags",
-            "postgresql_preflight",
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
+    return ansible_playbook(
+        scenario_file("bad_input.yml"), extra_vars, tags="postgresql_preflight", timeout=300
     )
 
 
@@ -147,8 +120,7 @@ def _apply_bad_vars(extra_vars):
 )
 def test_bad_input_stops_in_preflight(host, extra_vars, message):
     before = _sql(host, "SELECT count(*) FROM pg_roles")
-    result = _apply_bad_vars(extra_vars)
-    assert result.returncode != 0, result.stdout
-    output = result.stdout + result.stderr
-    assert message in " ".join(output.split()), output[-3000:]
+    rc, output = _apply_bad_vars(extra_vars)
+    assert rc != 0, output[-3000:]
+    assert message in output, output[-3000:]
     assert _sql(host, "SELECT count(*) FROM pg_roles") == before

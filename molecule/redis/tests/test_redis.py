@@ -1,11 +1,9 @@
 """The redis role: a queue store that asks for AUTH, confines the app, and keeps jobs."""
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import ansible_playbook, scenario_file
 
 ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
 APP = ("morpheus", "test-only-redis-app-password")  # test-only value
@@ -128,35 +126,9 @@ def test_overcommit_is_recorded_for_the_host(host):
 
 
 def _playbook(extra_vars):
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(project / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(project / "filter_plugins"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+    return ansible_playbook(
+        scenario_file("converge.yml"), extra_vars, tags="redis_preflight", timeout=300
     )
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(scenario / "converge.yml"),
-            "--tags",
-            "redis_preflight",
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
-    return result.returncode, " ".join((result.stdout + result.stderr).split())
 
 
 @pytest.mark.parametrize(
