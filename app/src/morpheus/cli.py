@@ -96,6 +96,21 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_db_pending(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per revision ``db upgrade`` would apply, oldest first; none at head."""
+    from alembic.util import CommandError as AlembicCommandError
+
+    from morpheus.db import schema
+
+    try:
+        revisions = schema.pending_revisions(settings.database_url, args.revision)
+    except AlembicCommandError as exc:
+        raise CommandError(str(exc)) from None
+    for revision in revisions:
+        print(revision)
+    return EXIT_OK
+
+
 def _read_password(password_file: Path | None) -> str:
     if password_file is not None:
         try:
@@ -118,11 +133,24 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     from morpheus.db import repository
     from morpheus.db.session import session_scope
 
+    username = args.username.strip()
+    if args.if_missing:
+        # An existing user is left as it is: no password is asked for, nothing changes.
+        with session_scope(settings) as session:
+            exists = repository.find_user(session, username) is not None
+        if exists:
+            print(f"user {username} exists")
+            return EXIT_OK
     password = _read_password(args.password_file)
     with session_scope(settings) as session:
         try:
-            user = repository.create_user(session, args.username, password)
-        except (ValueError, repository.UsernameTaken) as exc:
+            user = repository.create_user(session, username, password)
+        except repository.UsernameTaken as exc:
+            if not args.if_missing:  # else: created meanwhile by someone else
+                raise CommandError(str(exc)) from None
+            print(f"user {username} exists")
+            return EXIT_OK
+        except ValueError as exc:
             raise CommandError(str(exc)) from None
         print(f"created user {user.username} ({user.id})")
     return EXIT_OK
@@ -143,6 +171,55 @@ def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         print(created.key)
+    return EXIT_OK
+
+
+def cmd_revoke_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    from morpheus.db import repository
+    from morpheus.db.session import session_scope
+
+    with session_scope(settings) as session:
+        try:
+            revoked = repository.revoke_api_keys_named(session, args.name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"revoked {len(revoked)} API key(s) named {args.name.strip()}")
+    return EXIT_OK
+
+
+def cmd_delete_comic(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a finished comic: its files, then, only if that worked, its rows."""
+    import uuid
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from morpheus.db import repository
+    from morpheus.db.session import session_scope
+    from morpheus.storage import StorageError, comic_prefix, get_storage
+
+    try:
+        comic_id = uuid.UUID(args.comic_id)
+    except ValueError:
+        raise CommandError(f"{args.comic_id!r} is not a comic id (a UUID)") from None
+
+    def delete_files(comic_id: uuid.UUID) -> int:
+        try:
+            return get_storage(settings).delete_prefix(comic_prefix(comic_id))
+        except (StorageError, OSError, BotoCoreError, ClientError) as exc:
+            raise CommandError(
+                f"cannot delete the files of comic {comic_id} ({exc}); the comic is kept"
+            ) from None
+
+    with session_scope(settings) as session:
+        try:
+            files = repository.delete_comic(session, comic_id, before_delete=delete_files)
+        except repository.ComicNotFound as exc:
+            raise CommandError(str(exc)) from None
+        except repository.InvalidTransition as exc:
+            raise CommandError(
+                f"comic {comic_id} is {exc.status}: cancel it first, then delete it"
+            ) from None
+    print(f"deleted comic {comic_id} ({files} files)")
     return EXIT_OK
 
 
@@ -178,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade.set_defaults(handler=cmd_db_downgrade)
     current = db_commands.add_parser("current", help="show the database's revision")
     current.set_defaults(handler=cmd_db_current)
+    pending = db_commands.add_parser(
+        "pending", help="list the revisions 'upgrade' would apply, oldest first"
+    )
+    pending.add_argument("revision", nargs="?", default="head", metavar="REV")
+    pending.set_defaults(handler=cmd_db_pending)
 
     user = commands.add_parser("create-user", help="create a dashboard user")
     user.add_argument("username", metavar="USERNAME")
@@ -186,11 +268,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="read the password from this file (default: prompt, or one line of stdin)",
     )
+    user.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="an existing USERNAME is no error: leave it as it is and exit 0",
+    )
     user.set_defaults(handler=cmd_create_user)
 
     key = commands.add_parser("create-api-key", help="create an API key and print it once")
     key.add_argument("name", metavar="NAME")
     key.set_defaults(handler=cmd_create_api_key)
+
+    revoke = commands.add_parser("revoke-api-key", help="revoke every active API key named NAME")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.set_defaults(handler=cmd_revoke_api_key)
+
+    delete = commands.add_parser(
+        "delete-comic", help="delete a finished comic: its pages, files and record"
+    )
+    delete.add_argument("comic_id", metavar="ID")
+    delete.set_defaults(handler=cmd_delete_comic)
     return parser
 
 
@@ -204,9 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(f"invalid setting: {line}")
         return EXIT_USAGE
     if args.command == "db":
-        # Alembic reports each migration it runs; nothing else is chatty here.
+        # Alembic reports each migration it runs; nothing else is chatty here (and
+        # `db current` and `db pending` print only their answer).
         logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+        if args.db_command in ("upgrade", "downgrade"):
+            logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     handler: Handler = args.handler
     try:
         return handler(args, settings)

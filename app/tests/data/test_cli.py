@@ -16,9 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from morpheus.db import repository, schema
+from morpheus.db.models import ApiKey, Comic
 from morpheus.settings import Settings
+from morpheus.storage import LocalStorage, page_key, panel_key, pdf_key
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 MORPHEUS = shutil.which("morpheus", path=str(Path(sys.executable).parent)) or "morpheus"
 TEST_SECRET_KEY = "test-only-secret-key-for-cli-tests-0123456789"
@@ -142,6 +147,67 @@ def test_db_upgrade_downgrade_current(
     assert schema.current_revision(empty_database_url) == head
 
 
+def all_revisions() -> list[str]:
+    """Every packaged revision, oldest first."""
+    script = ScriptDirectory.from_config(schema.alembic_config(""))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def test_db_pending_lists_what_upgrade_would_apply(
+    tmp_path: Path, empty_database_url: str, redis_url: str
+) -> None:
+    env = app_env(tmp_path, empty_database_url, redis_url)
+    revisions = all_revisions()
+    assert revisions[0] == "0001" and revisions[-1] == schema.head_revision()
+
+    result = morpheus(["db", "pending"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "".join(f"{revision}\n" for revision in revisions)
+    assert result.stderr == ""
+    assert schema.current_revision(empty_database_url) is None  # asking changes nothing
+
+    assert morpheus(["db", "upgrade"], env).returncode == 0
+    result = morpheus(["db", "pending"], env)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+    assert morpheus(["db", "downgrade", "base"], env).returncode == 0
+    result = morpheus(["db", "pending", revisions[0]], env)
+    assert (result.returncode, result.stdout) == (0, f"{revisions[0]}\n"), result.stderr
+
+    result = morpheus(["db", "pending", "nonexistent"], env)
+    assert_clean_failure(result, 1)
+    assert result.stderr == "morpheus: error: No such revision or branch 'nonexistent'\n"
+    assert result.stdout == ""
+
+
+def test_db_pending_refuses_a_revision_it_does_not_know(
+    tmp_path: Path, empty_database_url: str, redis_url: str
+) -> None:
+    """A database migrated by a newer release: exit 1, so no deployment goes on blindly."""
+    schema.upgrade(empty_database_url)
+    engine = create_engine(empty_database_url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    result = morpheus(["db", "pending"], app_env(tmp_path, empty_database_url, redis_url))
+    assert_clean_failure(result, 1)
+    assert result.stdout == ""
+    assert result.stderr == (
+        "morpheus: error: the database is at revision 9999, which these migrations do not "
+        "know (did a newer release migrate it?)\n"
+    )
+
+
+def test_db_pending_with_the_database_unreachable(tmp_path: Path, redis_url: str) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    result = morpheus(["db", "pending"], app_env(tmp_path, url, redis_url))
+    assert_clean_failure(result, 1)
+    assert result.stdout == ""
+    assert result.stderr.startswith("morpheus: error: the database is not reachable:")
+
+
 # --- users and API keys -----------------------------------------------------------------
 
 
@@ -168,6 +234,59 @@ def test_create_user_from_password_file_and_stdin(
     assert_clean_failure(duplicate, 1)
     assert duplicate.stderr.strip() == f"morpheus: error: username '{first}' is already taken"
     assert repository.verify_user(db_session, first, "file password 123") is not None
+
+
+def test_create_user_if_missing_leaves_an_existing_user_alone(
+    tmp_path: Path, database_url: str, redis_url: str, db_session: Session
+) -> None:
+    env = app_env(tmp_path, database_url, redis_url)
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    first = tmp_path / "first"
+    first.write_text("first password 123\n")
+    second = tmp_path / "second"
+    second.write_text("second password 456\n")
+
+    result = morpheus(["create-user", name, "--password-file", str(first), "--if-missing"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"created user {name} (")
+    user = repository.find_user(db_session, name)
+    assert user is not None
+
+    result = morpheus(["create-user", name, "--password-file", str(second), "--if-missing"], env)
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"user {name} exists\n", "")
+    # Untouched: same record, same password.
+    db_session.expire_all()
+    assert repository.verify_user(db_session, name, "first password 123") is not None
+    assert repository.verify_user(db_session, name, "second password 456") is None
+    assert repository.find_user(db_session, name).id == user.id  # type: ignore[union-attr]
+
+    # No password is read for an existing user: neither the missing file nor stdin.
+    missing = tmp_path / "gone"
+    result = morpheus(["create-user", name, "--password-file", str(missing), "--if-missing"], env)
+    assert (result.returncode, result.stdout) == (0, f"user {name} exists\n"), result.stderr
+    result = morpheus(["create-user", name, "--if-missing"], env, stdin="")
+    assert (result.returncode, result.stdout) == (0, f"user {name} exists\n"), result.stderr
+
+    # Without the flag an existing user is still an error.
+    result = morpheus(["create-user", name, "--password-file", str(second)], env)
+    assert_clean_failure(result, 1)
+    assert result.stderr == f"morpheus: error: username '{name}' is already taken\n"
+    assert result.stdout == ""
+
+
+def test_create_user_if_missing_still_checks_a_new_users_password(
+    tmp_path: Path, database_url: str, redis_url: str, db_session: Session
+) -> None:
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    password = tmp_path / "password"
+    password.write_text("short\n")
+    result = morpheus(
+        ["create-user", name, "--password-file", str(password), "--if-missing"],
+        app_env(tmp_path, database_url, redis_url),
+    )
+    assert_clean_failure(result, 1)
+    assert result.stderr == "morpheus: error: password must be at least 8 characters\n"
+    assert repository.find_user(db_session, name) is None
 
 
 @pytest.mark.parametrize(
@@ -210,6 +329,182 @@ def test_create_api_key_prints_it_once(
     record = repository.verify_api_key(db_session, key)
     assert record is not None and record.name == "ci pipeline"
     assert record.key_hash != key
+
+
+def test_revoke_api_key_revokes_every_active_key_of_that_name(
+    tmp_path: Path, database_url: str, redis_url: str, db_session: Session
+) -> None:
+    env = app_env(tmp_path, database_url, redis_url)
+    name = f"smoke test {uuid.uuid4().hex[:8]}"
+    keys = [repository.create_api_key(db_session, name) for _ in range(3)]
+    earlier = repository.revoke_api_key(db_session, keys[2].api_key.id).revoked_at
+    other = repository.create_api_key(db_session, f"other {uuid.uuid4().hex[:8]}")
+
+    result = morpheus(["revoke-api-key", name], env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"revoked 2 API key(s) named {name}\n"
+    for created in keys:
+        assert repository.verify_api_key(db_session, created.key) is None
+    assert repository.verify_api_key(db_session, other.key) is not None
+    db_session.expire_all()
+    assert db_session.get(ApiKey, keys[2].api_key.id).revoked_at == earlier  # type: ignore[union-attr]
+
+    again = morpheus(["revoke-api-key", name], env)
+    assert (again.returncode, again.stdout) == (0, f"revoked 0 API key(s) named {name}\n")
+    unknown = morpheus(["revoke-api-key", "nobody has this name"], env)
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stdout == "revoked 0 API key(s) named nobody has this name\n"
+
+
+@pytest.mark.parametrize("name", ["", "  ", "x" * 101])
+def test_revoke_api_key_refuses_a_bad_name(
+    tmp_path: Path, database_url: str, redis_url: str, name: str
+) -> None:
+    result = morpheus(["revoke-api-key", name], app_env(tmp_path, database_url, redis_url))
+    assert_clean_failure(result, 1)
+    assert result.stderr == "morpheus: error: API key name must be 1-100 characters\n"
+    assert result.stdout == ""
+
+
+# --- comics -------------------------------------------------------------------------------
+
+
+UNKNOWN_COMIC = "00000000-0000-4000-8000-000000000000"
+
+
+def store_comic_files(storage: LocalStorage, comic_id: uuid.UUID) -> list[str]:
+    keys = [panel_key(comic_id, 1), panel_key(comic_id, 2), page_key(comic_id, 1)]
+    keys.append(pdf_key(comic_id))
+    for key in keys:
+        storage.put(key, b"data")
+    return keys
+
+
+def comic_in(status: str, session: Session) -> Comic:
+    comic = repository.create_comic(session, title="Smoke", source_text="One two three.")
+    if status == "queued":
+        return comic
+    comic = repository.start_comic(session, comic.id)
+    if status == "completed":
+        return repository.complete_comic(session, comic.id, page_count=1)
+    if status == "failed":
+        return repository.fail_comic(session, comic.id, "provider timed out")
+    if status == "cancelled":
+        return repository.cancel_comic(session, comic.id)
+    return comic
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_delete_comic_removes_rows_and_files(
+    tmp_path: Path, settings: Settings, db_session: Session, status: str
+) -> None:
+    storage = LocalStorage(settings.storage_path)
+    comic = comic_in(status, db_session)
+    repository.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
+    store_comic_files(storage, comic.id)
+    neighbour = comic_in("completed", db_session)
+    kept = store_comic_files(storage, neighbour.id)
+    env = app_env(
+        tmp_path,
+        settings.database_url,
+        settings.redis_url,
+        MORPHEUS_STORAGE_PATH=str(settings.storage_path),
+    )
+
+    result = morpheus(["delete-comic", str(comic.id)], env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"deleted comic {comic.id} (4 files)\n"
+    assert repository.get_comic(db_session, comic.id) is None
+    assert repository.list_pages(db_session, comic.id) == []
+    assert storage.list_keys(f"comics/{comic.id}/") == []
+    assert not (settings.storage_path / "comics" / str(comic.id)).exists()
+    # The neighbour keeps its record and its files.
+    assert repository.get_comic(db_session, neighbour.id) is not None
+    assert storage.list_keys(f"comics/{neighbour.id}/") == sorted(kept)
+
+    again = morpheus(["delete-comic", str(comic.id)], env)
+    assert_clean_failure(again, 1)
+    assert again.stderr == f"morpheus: error: comic {comic.id} does not exist\n"
+
+
+def test_delete_comic_without_files_and_in_another_spelling(
+    tmp_path: Path, settings: Settings, db_session: Session
+) -> None:
+    comic = comic_in("cancelled", db_session)
+    env = app_env(
+        tmp_path,
+        settings.database_url,
+        settings.redis_url,
+        MORPHEUS_STORAGE_PATH=str(settings.storage_path),
+    )
+    result = morpheus(["delete-comic", comic.id.hex.upper()], env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"deleted comic {comic.id} (0 files)\n"
+    assert repository.get_comic(db_session, comic.id) is None
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_delete_comic_refuses_a_comic_at_work(
+    tmp_path: Path, settings: Settings, db_session: Session, status: str
+) -> None:
+    storage = LocalStorage(settings.storage_path)
+    comic = comic_in(status, db_session)
+    keys = store_comic_files(storage, comic.id)
+    env = app_env(
+        tmp_path,
+        settings.database_url,
+        settings.redis_url,
+        MORPHEUS_STORAGE_PATH=str(settings.storage_path),
+    )
+    result = morpheus(["delete-comic", str(comic.id)], env)
+    assert_clean_failure(result, 1)
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"morpheus: error: comic {comic.id} is {status}: cancel it first, then delete it\n"
+    )
+    assert repository.get_comic(db_session, comic.id).status == status  # type: ignore[union-attr]
+    assert storage.list_keys(f"comics/{comic.id}/") == sorted(keys)
+
+
+@pytest.mark.parametrize(
+    ("comic_id", "message"),
+    [
+        ("not-a-uuid", "'not-a-uuid' is not a comic id (a UUID)"),
+        ("", "'' is not a comic id (a UUID)"),
+        (UNKNOWN_COMIC, f"comic {UNKNOWN_COMIC} does not exist"),
+    ],
+)
+def test_delete_comic_with_a_malformed_or_unknown_id(
+    tmp_path: Path, database_url: str, redis_url: str, comic_id: str, message: str
+) -> None:
+    result = morpheus(["delete-comic", comic_id], app_env(tmp_path, database_url, redis_url))
+    assert_clean_failure(result, 1)
+    assert result.stderr == f"morpheus: error: {message}\n"
+    assert result.stdout == ""
+
+
+def test_delete_comic_keeps_the_comic_when_its_files_cannot_be_deleted(
+    tmp_path: Path, settings: Settings, db_session: Session
+) -> None:
+    comic = comic_in("completed", db_session)
+    repository.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
+    not_a_directory = tmp_path / "storage-file"
+    not_a_directory.write_text("")
+    env = app_env(
+        tmp_path,
+        settings.database_url,
+        settings.redis_url,
+        MORPHEUS_STORAGE_PATH=str(not_a_directory),
+    )
+    result = morpheus(["delete-comic", str(comic.id)], env)
+    assert_clean_failure(result, 1)
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"morpheus: error: cannot delete the files of comic {comic.id} ("
+    )
+    assert result.stderr.endswith("); the comic is kept\n")
+    assert repository.get_comic(db_session, comic.id) is not None
+    assert len(repository.list_pages(db_session, comic.id)) == 1
 
 
 # --- long-running commands ----------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.config import Config
 from morpheus.db import repository, schema
 from morpheus.db.session import make_engine, make_sessionmaker
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 TABLES = {"api_keys", "comics", "pages", "users"}
@@ -88,3 +91,65 @@ def test_unknown_revision_is_refused(empty_database_url: str) -> None:
     with pytest.raises(CommandError, match="Can't locate revision"):
         schema.upgrade(empty_database_url, "9999")
     assert table_names(empty_database_url) == set()
+
+
+def later_migrations(tmp_path: Path, database_url: str) -> Config:
+    """The packaged migrations plus two empty later revisions, 0002 and 0003."""
+    location = tmp_path / "migrations"
+    shutil.copytree(schema.alembic_config("").get_main_option("script_location"), location)
+    for revision, down in (("0003", "0002"), ("0002", "0001")):
+        (location / "versions" / f"{revision}_later.py").write_text(
+            f'revision = "{revision}"\ndown_revision = "{down}"\n'
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            "def upgrade() -> None:\n    pass\n\n\n"
+            "def downgrade() -> None:\n    pass\n"
+        )
+    config = schema.alembic_config(database_url)
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def test_pending_revisions_are_what_upgrade_applies_oldest_first(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    from alembic.util import CommandError
+
+    url = empty_database_url
+    config = later_migrations(tmp_path, url)
+    assert schema.pending_revisions(url) == ["0001"]
+    assert schema.pending_revisions(url, config=config) == ["0001", "0002", "0003"]
+    assert schema.pending_revisions(url, "0002", config=config) == ["0001", "0002"]
+
+    command.upgrade(config, "0002")
+    assert schema.pending_revisions(url, config=config) == ["0003"]
+    assert schema.pending_revisions(url, "0002", config=config) == []
+    command.upgrade(config, "head")
+    assert schema.pending_revisions(url, config=config) == []
+
+    command.downgrade(config, "0001")
+    assert schema.pending_revisions(url, config=config) == ["0002", "0003"]
+    assert schema.pending_revisions(url) == []
+    with pytest.raises(CommandError, match="No such revision or branch 'nope'"):
+        schema.pending_revisions(url, "nope")
+
+
+def test_pending_revisions_refuse_a_database_newer_than_the_migrations(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    from alembic.util import CommandError
+
+    command.upgrade(later_migrations(tmp_path, empty_database_url), "0003")
+    with pytest.raises(CommandError) as raised:
+        schema.pending_revisions(empty_database_url)
+    assert str(raised.value) == (
+        "the database is at revision 0003, which these migrations do not know "
+        "(did a newer release migrate it?)"
+    )
+    # Nothing was changed by asking.
+    engine = create_engine(empty_database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert version.scalar_one() == "0003"
+    finally:
+        engine.dispose()

@@ -9,6 +9,7 @@ import pytest
 from morpheus.db import repository
 from morpheus.db.models import ApiKey, Comic, Page, User
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 NOVEL = "It was a dark and stormy night. " * 20
@@ -254,6 +255,115 @@ def test_fail_comic_keeps_a_bounded_error(db_session: Session) -> None:
     assert len(failed.error or "") == repository.MAX_ERROR_LENGTH
 
 
+def finished_comic(session: Session, status: str) -> Comic:
+    comic = running_comic(session)
+    if status == "completed":
+        return repository.complete_comic(session, comic.id, page_count=2)
+    if status == "failed":
+        return repository.fail_comic(session, comic.id, "provider timed out")
+    return repository.cancel_comic(session, comic.id)
+
+
+def comic_exists(session: Session, comic_id: uuid.UUID) -> bool:
+    return session.scalar(select(Comic.id).where(Comic.id == comic_id)) is not None
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_delete_comic_removes_a_finished_comic_and_its_pages(
+    db_session: Session, status: str
+) -> None:
+    comic = finished_comic(db_session, status)
+    for number in (1, 2):
+        repository.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
+    other = finished_comic(db_session, status)
+    repository.upsert_page(db_session, other.id, 1, "p1", 10, 10)
+    seen: list[uuid.UUID] = []
+
+    def before_delete(comic_id: uuid.UUID) -> int:
+        seen.append(comic_id)
+        assert comic_exists(db_session, comic_id)  # the row is still there (and locked)
+        return 7
+
+    assert repository.delete_comic(db_session, str(comic.id), before_delete=before_delete) == 7
+    assert seen == [comic.id]
+    assert not comic_exists(db_session, comic.id)
+    assert repository.get_comic(db_session, comic.id) is None
+    assert repository.list_pages(db_session, comic.id) == []
+    count = db_session.scalar(
+        select(text("count(*)")).select_from(Page).where(Page.comic_id == comic.id)
+    )
+    assert count == 0
+    # Nothing else went with it.
+    assert [p.number for p in repository.list_pages(db_session, other.id)] == [1]
+    assert repository.delete_comic(db_session, other.id) is None
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_delete_comic_refuses_a_comic_still_at_work(db_session: Session, status: str) -> None:
+    comic = new_comic(db_session) if status == "queued" else running_comic(db_session)
+    repository.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
+    called: list[uuid.UUID] = []
+    with pytest.raises(repository.InvalidTransition, match=f"cannot delete .* it is {status}"):
+        repository.delete_comic(db_session, comic.id, before_delete=called.append)
+    assert called == []
+    assert comic_exists(db_session, comic.id)
+    assert len(repository.list_pages(db_session, comic.id)) == 1
+    # Cancelled, it may go.
+    repository.cancel_comic(db_session, comic.id)
+    repository.delete_comic(db_session, comic.id)
+    assert not comic_exists(db_session, comic.id)
+
+
+def test_delete_comic_keeps_everything_when_before_delete_fails(db_session: Session) -> None:
+    comic = finished_comic(db_session, "completed")
+    repository.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
+
+    def before_delete(comic_id: uuid.UUID) -> None:
+        raise OSError("storage is read-only")
+
+    with pytest.raises(OSError, match="read-only"):
+        repository.delete_comic(db_session, comic.id, before_delete=before_delete)
+    assert comic_exists(db_session, comic.id)
+    assert len(repository.list_pages(db_session, comic.id)) == 1
+    assert repository.delete_comic(db_session, comic.id, before_delete=lambda _: 1) == 1
+
+
+def test_delete_comic_holds_the_row_until_it_is_gone(
+    db_session: Session, database_url: str
+) -> None:
+    """A retry queued from elsewhere while the files are removed waits, then finds nothing."""
+    from morpheus.db.session import make_engine, make_sessionmaker
+
+    comic = finished_comic(db_session, "failed")
+    engine = make_engine(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=1000)
+    outcome: list[str] = []
+    try:
+        with make_sessionmaker(engine)() as other:
+
+            def before_delete(comic_id: uuid.UUID) -> None:
+                try:
+                    repository.reset_for_retry(other, comic_id)
+                    outcome.append("retried")
+                except OperationalError as exc:  # the lock outlasts the statement timeout
+                    other.rollback()
+                    outcome.append(type(exc.orig).__name__)
+
+            repository.delete_comic(db_session, comic.id, before_delete=before_delete)
+            assert outcome == ["QueryCanceled"]
+            with pytest.raises(repository.ComicNotFound):
+                repository.reset_for_retry(other, comic.id)
+    finally:
+        engine.dispose()
+
+
+def test_delete_comic_with_unknown_or_malformed_id(db_session: Session) -> None:
+    with pytest.raises(repository.ComicNotFound, match="does not exist"):
+        repository.delete_comic(db_session, uuid.uuid4())
+    with pytest.raises(repository.ComicNotFound, match="comic not-a-uuid does not exist"):
+        repository.delete_comic(db_session, "not-a-uuid")
+    assert repository.get_comic(db_session, new_comic(db_session).id) is not None
+
+
 # --- pages ------------------------------------------------------------------------------
 
 
@@ -334,6 +444,17 @@ def test_unknown_or_inactive_user_is_refused(db_session: Session) -> None:
     assert repository.verify_user(db_session, name, "correct horse battery") is None
 
 
+def test_find_user_by_username(db_session: Session) -> None:
+    name = unique_name("finder")
+    user = repository.create_user(db_session, name, "correct horse battery")
+    found = repository.find_user(db_session, f"  {name} ")
+    assert found is not None and found.id == user.id
+    user.is_active = False
+    db_session.commit()
+    assert repository.find_user(db_session, name) is not None  # inactive users too
+    assert repository.find_user(db_session, unique_name("nobody")) is None
+
+
 def test_duplicate_username_and_bad_input(db_session: Session) -> None:
     name = unique_name("dup")
     repository.create_user(db_session, name, "correct horse battery")
@@ -375,3 +496,31 @@ def test_wrong_malformed_or_revoked_api_key_is_refused(db_session: Session) -> N
     assert repository.verify_api_key(db_session, created.key) is None
     with pytest.raises(repository.ApiKeyNotFound):
         repository.revoke_api_key(db_session, uuid.uuid4())
+
+
+def test_revoke_api_keys_named_revokes_every_active_key_of_that_name(
+    db_session: Session,
+) -> None:
+    name = unique_name("deploy")
+    first, second, earlier = (repository.create_api_key(db_session, name) for _ in range(3))
+    other = repository.create_api_key(db_session, unique_name("other"))
+    revoked_before = repository.revoke_api_key(db_session, earlier.api_key.id).revoked_at
+
+    revoked = repository.revoke_api_keys_named(db_session, f" {name} ")
+    assert [key.id for key in revoked] == [first.api_key.id, second.api_key.id]
+    assert all(key.revoked_at is not None and not key.is_active for key in revoked)
+    for created in (first, second, earlier):
+        assert repository.verify_api_key(db_session, created.key) is None
+    assert repository.verify_api_key(db_session, other.key) is not None
+    db_session.expire_all()
+    stored = db_session.get(ApiKey, earlier.api_key.id)
+    assert stored is not None and stored.revoked_at == revoked_before
+
+    assert repository.revoke_api_keys_named(db_session, name) == []
+    assert repository.revoke_api_keys_named(db_session, unique_name("nobody")) == []
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_revoke_api_keys_named_refuses_a_bad_name(db_session: Session, name: str) -> None:
+    with pytest.raises(ValueError, match="API key name must be 1-100 characters"):
+        repository.revoke_api_keys_named(db_session, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from morpheus.db import schema
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -27,6 +29,9 @@ BUILD_SCRIPT = APP_DIR / "scripts" / "build-image"
 BASE_IMAGE = os.environ.get("MORPHEUS_TEST_BASE_IMAGE", "morpheus/debian:bookworm")
 TEST_SECRET_KEY = "test-only-secret-key-for-the-image-test-0123456789"
 API_HOST = "api.morpheus.localhost"
+# The API container listens here only, as on a host whose private address is in
+# MORPHEUS_BIND: all of 127.0.0.0/8 is local, yet nothing answers on 127.0.0.1.
+BIND_HOST = "127.0.0.2"
 NOVEL = (
     "Chapter 1: The Lighthouse\n\n"
     'Mara climbed the stairs of the lighthouse. "Is anyone up there?" she called.\n\n'
@@ -53,6 +58,11 @@ def docker(
 def container_logs(name: str) -> str:
     result = docker("logs", "--tail", "60", name, check=False)
     return f"--- logs of {name} ---\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+
+
+def health_log(name: str) -> str:
+    result = docker("inspect", "--format", "{{json .State.Health}}", name, check=False)
+    return f"--- health of {name} ---\n{result.stdout[-3000:]}"
 
 
 def free_port() -> int:
@@ -112,7 +122,7 @@ def test_image_metadata_and_user(image: str) -> None:
     assert config["Entrypoint"] == ["morpheus"]
     assert config["Cmd"] == ["serve"]
     assert config["User"] == "morpheus:morpheus"
-    assert "/health/live" in " ".join(config["Healthcheck"]["Test"])
+    assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "morpheus.healthcheck"]
     assert "/var/lib/morpheus" in config["Volumes"]
     uid = docker("run", "--rm", "--read-only", "--entrypoint", "id", image, "-u").stdout.strip()
     assert uid == "10001"
@@ -124,6 +134,17 @@ def test_invalid_settings_stop_the_container_with_a_clear_message(image: str) ->
     assert result.returncode == 2
     assert "MORPHEUS_DATABASE_URL: is required but not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_health_check_fails_with_one_line_when_nothing_answers(image: str) -> None:
+    bind = f"{BIND_HOST}:{free_port()}"
+    result = docker(
+        "run", "--rm", "--read-only", "--network", "host", "-e", f"MORPHEUS_BIND={bind}",
+        "--entrypoint", "python3", image, "-m", "morpheus.healthcheck", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"healthcheck: http://{bind}/health/live: ConnectError")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_api_and_worker_containers_complete_a_comic(
@@ -139,7 +160,7 @@ def test_api_and_worker_containers_complete_a_comic(
         "MORPHEUS_ENVIRONMENT": "test",
         "MORPHEUS_QUEUE_NAME": f"test-image-{run_id}",
         "MORPHEUS_API_HOST": API_HOST,
-        "MORPHEUS_BIND": f"127.0.0.1:{port}",
+        "MORPHEUS_BIND": f"{BIND_HOST}:{port}",
         "MORPHEUS_WEB_CONCURRENCY": "2",
         "MORPHEUS_WORKER_METRICS_PORT": "0",
         "MORPHEUS_SHUTDOWN_GRACE_SECONDS": "10",
@@ -150,8 +171,13 @@ def test_api_and_worker_containers_complete_a_comic(
     names = {role: f"morpheus-test-{run_id}-{role}" for role in ("api", "worker")}
     docker("volume", "create", volume)
     try:
+        pending = docker("run", "--rm", *hardened, *env_args, image, "db", "pending")
+        assert pending.stdout.splitlines() == schema.pending_revisions(empty_database_url)
+        assert pending.stdout != ""
         migrate = docker("run", "--rm", *hardened, *env_args, image, "db", "upgrade")
         assert "(head)" in migrate.stdout, migrate.stderr
+        pending = docker("run", "--rm", *hardened, *env_args, image, "db", "pending")
+        assert pending.stdout == "", pending.stderr
         key = docker("run", "--rm", *hardened, *env_args, image, "create-api-key", "image test")
         api_key = key.stdout.strip()
         assert api_key.startswith("mph_"), key.stderr
@@ -166,7 +192,7 @@ def test_api_and_worker_containers_complete_a_comic(
             *hardened, *env_args, image, "worker",
         )  # fmt: skip
 
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{BIND_HOST}:{port}"
         deadline = time.monotonic() + 90
         ready_status = None
         while time.monotonic() < deadline:
@@ -213,7 +239,7 @@ def test_api_and_worker_containers_complete_a_comic(
             if health == "healthy":
                 break
             time.sleep(1)
-        assert health == "healthy", container_logs(names["api"])
+        assert health == "healthy", (health_log(names["api"]), container_logs(names["api"]))
 
         # SIGTERM: the worker drains and exits cleanly, within its grace period.
         docker("stop", "--time", "30", names["worker"], timeout=60)
@@ -222,6 +248,19 @@ def test_api_and_worker_containers_complete_a_comic(
         docker("stop", "--time", "30", names["api"], timeout=60)
         state = json.loads(docker("inspect", names["api"]).stdout)[0]["State"]
         assert state["ExitCode"] == 0, container_logs(names["api"])
+
+        # The deployment's smoke test removes its comic again: rows and files in the volume.
+        comic_id = submitted.json()["id"]
+        deleted = docker("run", "--rm", *hardened, *env_args, image, "delete-comic", comic_id)
+        match = re.fullmatch(rf"deleted comic {comic_id} \((\d+) files\)\n", deleted.stdout)
+        assert match is not None, (deleted.stdout, deleted.stderr)
+        # Its pages, its panels (one at least), the PDF and the CBZ.
+        assert int(match.group(1)) >= body["page_count"] + 3
+        again = docker(
+            "run", "--rm", *hardened, *env_args, image, "delete-comic", comic_id, check=False
+        )
+        assert again.returncode == 1
+        assert again.stderr == f"morpheus: error: comic {comic_id} does not exist\n"
     finally:
         for name in names.values():
             docker("rm", "--force", name, check=False)

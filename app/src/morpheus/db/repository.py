@@ -17,9 +17,9 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,14 +31,19 @@ from sqlalchemy.orm import Session, undefer
 from morpheus.db.models import ApiKey, Comic, ComicStage, ComicStatus, Page, User
 
 ComicId = uuid.UUID | str
+T = TypeVar("T")
 
 MAX_TITLE_LENGTH = 300
 MAX_ERROR_LENGTH = 10_000
 MAX_LIST_LIMIT = 500
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
+MAX_API_KEY_NAME_LENGTH = 100
 API_KEY_SCHEME = "mph"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# A comic in one of these states has no job working on it any more (it may be deleted).
+FINISHED_STATUSES = (ComicStatus.COMPLETED, ComicStatus.FAILED, ComicStatus.CANCELLED)
 
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,150}$")
 _TIMING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -336,6 +341,39 @@ def reset_for_retry(session: Session, comic_id: ComicId) -> Comic:
     )
 
 
+def delete_comic(
+    session: Session,
+    comic_id: ComicId,
+    *,
+    before_delete: Callable[[uuid.UUID], T] | None = None,
+) -> T | None:
+    """Delete a finished comic and its pages; return what ``before_delete`` returned.
+
+    ``before_delete(comic_id)`` (removing the comic's files, say) runs while the comic's
+    row is locked, so no retry can queue it meanwhile; if it raises, nothing is deleted.
+    A queued or running comic raises :class:`InvalidTransition`: cancel it first.
+    """
+    parsed = _require_id(comic_id)
+    try:
+        comic = session.scalars(
+            select(Comic)
+            .where(Comic.id == parsed)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if comic is None:
+            raise ComicNotFound(parsed)
+        if comic.status not in {status.value for status in FINISHED_STATUSES}:
+            raise InvalidTransition(parsed, comic.status, "delete")
+        result = before_delete(parsed) if before_delete is not None else None
+        session.delete(comic)  # its pages go with it: ON DELETE CASCADE
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result
+
+
 # --- pages ------------------------------------------------------------------------------
 
 
@@ -415,9 +453,14 @@ def get_user(session: Session, user_id: uuid.UUID) -> User | None:
     return session.get(User, user_id)
 
 
+def find_user(session: Session, username: str) -> User | None:
+    """The user with this username (active or not), or None."""
+    return session.scalars(select(User).where(User.username == username.strip())).one_or_none()
+
+
 def verify_user(session: Session, username: str, password: str) -> User | None:
     """The active user with this username and password, or None."""
-    user = session.scalars(select(User).where(User.username == username.strip())).one_or_none()
+    user = find_user(session, username)
     if user is None or not user.is_active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
@@ -434,7 +477,7 @@ def verify_user(session: Session, username: str, password: str) -> User | None:
 
 def set_user_password(session: Session, username: str, password: str) -> User:
     _check_password(password)
-    user = session.scalars(select(User).where(User.username == username.strip())).one_or_none()
+    user = find_user(session, username)
     if user is None:
         raise LookupError(f"user {username!r} does not exist")
     user.password_hash = _hasher.hash(password)
@@ -449,11 +492,16 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def _api_key_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_API_KEY_NAME_LENGTH:
+        raise ValueError(f"API key name must be 1-{MAX_API_KEY_NAME_LENGTH} characters")
+    return name
+
+
 def create_api_key(session: Session, name: str) -> CreatedApiKey:
     """A new API key. Only its SHA-256 is stored; the plaintext is returned this once."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise ValueError("API key name must be 1-100 characters")
+    name = _api_key_name(name)
     prefix = secrets.token_hex(6)
     key = f"{API_KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKey(id=uuid.uuid4(), name=name, prefix=prefix, key_hash=hash_api_key(key))
@@ -487,6 +535,26 @@ def revoke_api_key(session: Session, api_key_id: uuid.UUID) -> ApiKey:
         record.revoked_at = _now()
         session.commit()
     return record
+
+
+def revoke_api_keys_named(session: Session, name: str) -> list[ApiKey]:
+    """Revoke every active API key called ``name``; return those revoked (maybe none).
+
+    Keys revoked earlier keep the time they were revoked.
+    """
+    name = _api_key_name(name)
+    statement = (
+        update(ApiKey)
+        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(ApiKey.id)
+    )
+    revoked = list(session.scalars(statement))
+    session.commit()
+    if not revoked:
+        return []
+    query = select(ApiKey).where(ApiKey.id.in_(revoked)).order_by(ApiKey.created_at)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def list_api_keys(session: Session) -> list[ApiKey]:
