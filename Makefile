@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint unit app-test molecule molecule-all harness lock clean
+.PHONY: help setup test up down status lint unit app-test molecule molecule-all harness lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,15 @@ setup: ## install everything the project needs (idempotent)
 
 test: ## every test: lint, unit, service, every Molecule scenario
 	@$(BIN)/python scripts/test
+
+up: ## the whole platform locally: make up [LAYOUT=multihost]
+	@python3 scripts/local up --layout $(or $(LAYOUT),single)
+
+down: ## remove everything make up created (labelled org.morpheus.local=1)
+	@python3 scripts/local down
+
+status: ## the local containers and whether the edge answers
+	@python3 scripts/local status
 
 lint: ## yamllint, ansible-lint (production profile), ruff
 	@$(BIN)/python scripts/test --only lint

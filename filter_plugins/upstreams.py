@@ -16,7 +16,8 @@ filters:
       C(nginx_backend_weight), C(nginx_backend_max_fails), C(nginx_backend_fail_timeout),
       C(nginx_backend_backup)) from a list of hostvars and return one member per host,
       with the defaults filled in. The address falls back to C(ansible_host), then to
-      C(inventory_hostname).
+      C(inventory_hostname). A host that runs several backends sets
+      C(nginx_backend_ports), a list of ports: one member per port, in that order.
     positional: defaults, name
     options:
       _input:
@@ -120,12 +121,27 @@ def upstream_members(
             if value is not None:
                 member[key] = value
         label = host.get("inventory_hostname", member.get("address"))
+        if "address" not in member:
+            raise AnsibleFilterError(f"{name}: host {label} has no address")
+        ports = host.get("nginx_backend_ports")
+        if ports is not None:
+            if isinstance(ports, str | bytes | Mapping) or not isinstance(ports, Iterable):
+                raise AnsibleFilterError(
+                    f"{name}: host {label}: nginx_backend_ports must be a list of ports,"
+                    f" got {ports!r}"
+                )
+            ports = list(ports)
+            if not ports:
+                raise AnsibleFilterError(
+                    f"{name}: host {label}: nginx_backend_ports is empty (list one port"
+                    " at least, or remove the host from the group)"
+                )
+            members.extend({**member, "port": port} for port in ports)
+            continue
         if "port" not in member:
             raise AnsibleFilterError(
                 f"{name}: host {label} has no nginx_backend_port and no default port"
             )
-        if "address" not in member:
-            raise AnsibleFilterError(f"{name}: host {label} has no address")
         members.append(member)
     return members
 

@@ -77,6 +77,45 @@ from upstreams import FilterModule, upstream_block, upstream_members, upstream_s
                 }
             ],
         ),
+        (
+            # A host with several backends: one member per port, in the order given.
+            [
+                {
+                    "inventory_hostname": "api-1",
+                    "nginx_backend_address": "10.0.0.5",
+                    "nginx_backend_port": 9000,
+                    "nginx_backend_ports": [8000, 8001],
+                },
+                {"inventory_hostname": "api-2", "ansible_host": "10.0.0.6"},
+            ],
+            {"port": 8000},
+            [
+                {
+                    "address": "10.0.0.5",
+                    "port": 8000,
+                    "weight": 1,
+                    "max_fails": 3,
+                    "fail_timeout": "10s",
+                    "backup": False,
+                },
+                {
+                    "address": "10.0.0.5",
+                    "port": 8001,
+                    "weight": 1,
+                    "max_fails": 3,
+                    "fail_timeout": "10s",
+                    "backup": False,
+                },
+                {
+                    "address": "10.0.0.6",
+                    "port": 8000,
+                    "weight": 1,
+                    "max_fails": 3,
+                    "fail_timeout": "10s",
+                    "backup": False,
+                },
+            ],
+        ),
     ],
 )
 def test_upstream_members_reads_host_variables(hosts, defaults, expected):
@@ -96,6 +135,17 @@ def test_upstream_members_reads_host_variables(hosts, defaults, expected):
         ),
         ([{"nginx_backend_port": 80}], {}, "g: host None has no address"),
         ([], {"prot": 80}, "g: unknown default key(s) prot"),
+        (
+            [{"inventory_hostname": "api-1", "nginx_backend_ports": "8000,8001"}],
+            {},
+            "g: host api-1: nginx_backend_ports must be a list of ports, got '8000,8001'",
+        ),
+        (
+            [{"inventory_hostname": "api-1", "nginx_backend_ports": []}],
+            {"port": 8000},
+            "g: host api-1: nginx_backend_ports is empty (list one port at least, or remove"
+            " the host from the group)",
+        ),
     ],
 )
 def test_upstream_members_refuses(hosts, defaults, message):
@@ -211,6 +261,24 @@ def test_adding_a_host_adds_a_server():
     after = upstream_servers(upstream_members(group, {"port": 8000}, "g"), "g")
     assert len(after) == len(before) + 1
     assert after[-1] == "server 10.0.0.6:8000 weight=1 max_fails=3 fail_timeout=10s;"
+
+
+def test_several_backends_per_host_become_server_lines():
+    group = [
+        {
+            "inventory_hostname": "api-1",
+            "ansible_host": "10.0.0.5",
+            "nginx_backend_ports": [8000, 8001],
+        }
+    ]
+    assert upstream_block(upstream_members(group, {}, "g"), 0, "g") == [
+        "server 10.0.0.5:8000 weight=1 max_fails=3 fail_timeout=10s;",
+        "server 10.0.0.5:8001 weight=1 max_fails=3 fail_timeout=10s;",
+    ]
+    with pytest.raises(AnsibleFilterError, match=r"10\.0\.0\.5:8000 is listed twice"):
+        upstream_servers(
+            upstream_members([{**group[0], "nginx_backend_ports": [8000, 8000]}], {}, "g"), "g"
+        )
 
 
 def test_filters_are_registered():
