@@ -26,10 +26,15 @@ def assert_service_up(host, unit: str) -> None:
 
 
 def ansible_playbook(
-    playbook: Path, extra_vars: dict | None = None, tags: str | None = None, timeout: int = 600
+    playbook: Path,
+    extra_vars: dict | None = None,
+    tags: str | None = None,
+    timeout: int = 600,
+    options: list[str] | None = None,
 ) -> tuple[int, str]:
     """Run a playbook against this scenario's instances, as `molecule verify` sees them.
 
+    `options` are further ansible-playbook arguments (--check, --diff, --limit ...).
     Returns the exit code and the whole output on one line (white space folded,
     JSON-escaped quotes undone), ready for `message in output` assertions.
     """
@@ -50,6 +55,7 @@ def ansible_playbook(
     cmd = ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps(extra_vars or {})]
     if tags:
         cmd += ["--tags", tags]
+    cmd += options or []
     result = subprocess.run(
         cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False, timeout=timeout
     )

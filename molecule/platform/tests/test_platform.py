@@ -17,8 +17,10 @@ BACKEND = "morpheus-backend-0"
 WORKER = "morpheus-worker-0"
 
 
-def _playbook(name, extra_vars=None, tags=None):
-    return ansible_playbook(PROJECT / "playbooks" / name, extra_vars, tags, timeout=1200)
+def _playbook(name, extra_vars=None, tags=None, options=None):
+    return ansible_playbook(
+        PROJECT / "playbooks" / name, extra_vars, tags, timeout=1200, options=options
+    )
 
 
 def _inspect(host, container):
@@ -139,6 +141,14 @@ def test_smoke_test_passes_and_leaves_nothing_behind(host):
     assert "Smoke test passed through morpheus-platform" in output
     assert _sql(host, "SELECT count(*) FROM comics") == comics_before
     assert _sql(host, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL") == "0"
+
+
+def test_check_mode_on_the_converged_platform_changes_nothing(host):
+    code, output = _playbook("site.yml", options=["--check", "--diff"])
+    assert code == 0, output[-3000:]
+    recap = re.search(r"morpheus-platform\s*:\s*ok=\d+\s+changed=(\d+)", output)
+    assert recap, output[-2000:]
+    assert recap.group(1) == "0", output[-3000:]
 
 
 def test_bad_backend_input_stops_before_any_change(host):
