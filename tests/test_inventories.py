@@ -317,6 +317,17 @@ def test_preflight_passes_on_local():
     assert "1 host(s), environment local; no placeholder left" in output
 
 
+def test_local_multihost_shares_the_local_values():
+    """The multi-host layout passes the preflight with the local default's values."""
+    result = preflight(Path("inventories") / "local-multihost")
+    output = flat(result.stdout)
+    assert result.returncode == 0, output + result.stderr
+    assert "5 host(s), environment local; no placeholder left" in output
+    inventory = inventory_list(ROOT / "inventories" / "local-multihost")
+    assert hosts_of(inventory, "api") == ["morpheus-local-api-1", "morpheus-local-api-2"]
+    assert hosts_of(inventory, "acme") == hosts_of(inventory, "edge") == ["morpheus-local-edge"]
+
+
 def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
     """The production example, filled in: it passes, and one placeholder put back is named."""
     inventory = copy_environment("production", tmp_path)
@@ -408,7 +419,7 @@ def test_a_valid_layout_passes(tmp_path):
         (
             lambda g: g.update(backup={"hosts": {"stray-1": {}}}),
             "host 'stray-1' is in none of the platform's groups (edge, api, workers, postgres, "
-            "redis, monitoring, local): put it in one in hosts.yml, or remove it",
+            "redis, monitoring, acme, local): put it in one in hosts.yml, or remove it",
         ),
         (
             lambda g: g["postgres"]["hosts"]["db-1"].clear(),

@@ -55,7 +55,7 @@ def test_services_run(host, unit):
 def test_containers_run_the_release(host, container):
     state = _inspect(host, container)
     assert state["State"]["Running"], host.run(f"docker logs --tail 30 {container}").stderr
-    assert state["State"]["RestartCount"] == 0
+    assert state["RestartCount"] == 0
     labels = state["Config"]["Labels"]
     assert state["Config"]["Image"] == f"morpheus/app:{labels['org.morpheus.release']}"
     assert re.fullmatch(r"[0-9a-f]{12}(-dirty-[0-9a-f]{8})?", labels["org.morpheus.release"])
@@ -110,6 +110,35 @@ def test_release_history_and_images(host):
     history = host.file("/var/lib/morpheus/releases/history").content_string.split()
     assert history[-1] == _release_id(host)
     assert host.file("/var/lib/morpheus/releases").mode == 0o750
+
+
+def test_older_releases_are_pruned_beyond_the_last_three(host):
+    """Three earlier releases in the history, and an image that no history names: the
+    oldest release's image and the unknown one go, the two newer ones and the current
+    one stay."""
+    release = _release_id(host)
+    old = ["old-release-1", "old-release-2", "old-release-3"]
+    for tag in [*old, "never-deployed"]:
+        assert host.run(f"docker tag morpheus/app:{release} morpheus/app:{tag}").rc == 0
+    history = host.file("/var/lib/morpheus/releases/history").content_string.split()
+    kept = [r for r in history if r != release]
+    host.run(
+        "printf '%s\\n' "
+        + " ".join([*kept, *old, release])
+        + " > /var/lib/morpheus/releases/history"
+    )
+    try:
+        code, output = _playbook("site.yml", tags="release")
+        assert code == 0, output[-3000:]
+        tags = set(host.run("docker image ls --format '{{.Tag}}' morpheus/app").stdout.split())
+        assert {release, "old-release-2", "old-release-3"} <= tags
+        assert "old-release-1" not in tags and "never-deployed" not in tags
+    finally:
+        for tag in [*old, "never-deployed"]:
+            host.run(f"docker image rm morpheus/app:{tag}")
+        host.run(
+            "printf '%s\\n' " + " ".join([*kept, release]) + " > /var/lib/morpheus/releases/history"
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
