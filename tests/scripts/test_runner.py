@@ -1,5 +1,6 @@
 """Unit tests of scripts/test: the summary counts and the scenario order."""
 
+import pytest
 from test_harness import load
 
 runner = load("test")
@@ -19,10 +20,55 @@ def test_junit_counts_of_a_missing_report_is_zero(tmp_path):
     assert runner.junit_counts(tmp_path / "absent.xml") == (0, 0, 0)
 
 
-def test_platform_wide_scenarios_run_last(tmp_path, monkeypatch):
-    for name in ("redis", "data", "common", "edge", "nginx"):
+def test_platform_wide_scenarios_start_first_longest_first(tmp_path, monkeypatch):
+    for name in ("redis", "data", "common", "edge", "nginx", "multihost"):
         (tmp_path / "molecule" / name).mkdir(parents=True)
         (tmp_path / "molecule" / name / "molecule.yml").write_text("---\n")
     (tmp_path / "molecule" / "shared").mkdir()
     monkeypatch.setattr(runner, "ROOT", tmp_path)
-    assert runner.scenarios() == ["common", "nginx", "redis", "data", "edge"]
+    assert runner.scenarios() == ["multihost", "edge", "data", "common", "nginx", "redis"]
+
+
+def _stage(name, script, tmp_path):
+    return runner.Stage(name, [["sh", "-c", script]], cwd=tmp_path)
+
+
+@pytest.fixture
+def logs(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.setattr(runner, "LOGS", tmp_path / "logs")
+    return tmp_path / "logs"
+
+
+def test_stages_side_by_side_run_at_once(tmp_path, logs):
+    """The first stage waits (10 s at most) for a file the second one writes: run one
+    after the other, it would give up."""
+    waiter = _stage(
+        "molecule:a",
+        "for i in $(seq 100); do [ -e ready ] && echo saw it && exit 0; sleep 0.1; done; exit 1",
+        tmp_path,
+    )
+    writer = _stage("molecule:b", "touch ready; echo wrote it", tmp_path)
+    runner.run_side_by_side([waiter, writer], jobs=2)
+    assert waiter.ok and writer.ok
+    assert "saw it" in (logs / "molecule-a.log").read_text()
+    assert "wrote it" in (logs / "molecule-b.log").read_text()
+
+
+def test_a_failed_stage_prints_its_log(tmp_path, logs, capsys):
+    failing = _stage("molecule:bad", "echo converge went wrong; exit 3", tmp_path)
+    passing = _stage("molecule:good", "echo fine", tmp_path)
+    runner.run_side_by_side([failing, passing], jobs=2)
+    assert not failing.ok and passing.ok
+    out = capsys.readouterr().out
+    assert "!!! molecule:bad: `sh -c echo converge went wrong; exit 3` exited 3" in out
+    assert "converge went wrong" in out
+    assert "fine" not in out  # a passing stage's log stays in its file
+    assert "<== molecule:bad: FAILED" in out and "<== molecule:good: ok" in out
+
+
+def test_one_job_at_a_time_keeps_the_order(tmp_path, logs):
+    first = _stage("molecule:first", "echo one > order", tmp_path)
+    second = _stage("molecule:second", "echo two >> order", tmp_path)
+    runner.run_side_by_side([first, second], jobs=1)
+    assert (tmp_path / "order").read_text().split() == ["one", "two"]
