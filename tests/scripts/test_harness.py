@@ -69,3 +69,9 @@ def test_derived_image_hash_follows_context_and_parent(tmp_path):
     assert harness.context_digest(tmp_path, "parent-2") != first
     (tmp_path / "Dockerfile").write_text("FROM base\nRUN true\n")
     assert harness.context_digest(tmp_path, "parent-1") != first
+
+
+def test_clean_removes_only_the_images_the_harness_builds():
+    listed = ["morpheus/app:1a2b3c4d5e6f", "morpheus/debian:bookworm", "morpheus/systemd:bookworm"]
+    assert harness.own_images(listed) == ["morpheus/systemd:bookworm", "morpheus/debian:bookworm"]
+    assert harness.own_images(["morpheus/app:1a2b3c4d5e6f"]) == []
