@@ -20,13 +20,14 @@ def test_junit_counts_of_a_missing_report_is_zero(tmp_path):
     assert runner.junit_counts(tmp_path / "absent.xml") == (0, 0, 0)
 
 
-def test_platform_wide_scenarios_start_first_longest_first(tmp_path, monkeypatch):
-    for name in ("redis", "data", "common", "edge", "nginx", "multihost"):
+def test_longest_scenarios_start_first_longest_first(tmp_path, monkeypatch):
+    for name in ("redis", "data", "common", "edge", "nginx", "multihost", "release"):
         (tmp_path / "molecule" / name).mkdir(parents=True)
         (tmp_path / "molecule" / name / "molecule.yml").write_text("---\n")
     (tmp_path / "molecule" / "shared").mkdir()
     monkeypatch.setattr(runner, "ROOT", tmp_path)
-    assert runner.scenarios() == ["multihost", "edge", "data", "common", "nginx", "redis"]
+    expected = ["multihost", "edge", "data", "release", "common", "nginx", "redis"]
+    assert runner.scenarios() == expected
 
 
 def _stage(name, script, tmp_path):
