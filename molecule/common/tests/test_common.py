@@ -23,6 +23,13 @@ def test_base_packages_installed(host, package):
     assert host.package(package).is_installed
 
 
+def test_package_lists_fetched_on_a_host_that_had_none(host):
+    # The image ships no lists and prepare leaves it so: the role fetched them,
+    # though the empty directory's fresh age made apt's cache look valid.
+    lists = host.check_output("find /var/lib/apt/lists -name '*_Packages*'")
+    assert lists.strip(), "the common role left apt without package lists"
+
+
 @pytest.mark.parametrize("unit", ["ssh", "nftables", "fail2ban", "unattended-upgrades"])
 def test_base_services_run(host, unit):
     assert_service_up(host, unit)
