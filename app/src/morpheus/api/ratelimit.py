@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -33,18 +34,30 @@ class Decision:
 
 
 class RateLimiter:
-    """Counts hits per key and window in Redis under ``prefix``."""
+    """Counts hits per key and window in Redis under ``prefix``.
 
-    def __init__(self, client: redis.Redis, prefix: str, *, enabled: bool = True) -> None:
+    Windows follow ``clock`` (seconds since the epoch, the wall clock by default), so
+    every process of every host agrees on where a window starts.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.enabled = enabled
+        self.clock = clock
 
     async def hit(self, name: str, key: str, *, limit: int, window: int) -> Decision:
         """Count one hit of ``key`` against the limit ``name``."""
         if not self.enabled:
             return Decision(True, limit, limit, 0)
-        now = time.time()
+        now = self.clock()
         window_index = int(now // window)
         counter = f"{self.prefix}:{name}:{key}:{window_index}"
         try:
