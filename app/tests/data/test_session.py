@@ -8,15 +8,19 @@ import psycopg
 import pytest
 from morpheus.db.models import Comic
 from morpheus.db.session import (
+    database_unavailable,
     dispose_engines,
     get_engine,
     get_sessionmaker,
     make_engine,
+    make_sessionmaker,
+    retry_on_disconnect,
     session_scope,
 )
 from morpheus.settings import Settings
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 
 def test_statement_timeout_cancels_a_slow_query(database_url: str) -> None:
@@ -78,3 +82,52 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(settings: Sett
     with session_scope(settings) as session:
         assert session.get(Comic, kept) is not None
         assert session.get(Comic, dropped) is None
+
+
+def test_a_read_whose_connection_dies_under_it_runs_once_more(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    sessions = make_sessionmaker(engine)
+    runs: list[int] = []
+
+    def read() -> int:
+        runs.append(1)
+        with sessions() as session:
+            if len(runs) == 1:  # the server ends this very connection, mid-transaction
+                session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return int(session.execute(text("SELECT 42")).scalar_one())
+
+    try:
+        assert retry_on_disconnect(read)() == 42
+        assert len(runs) == 2
+    finally:
+        engine.dispose()
+
+
+def test_other_database_errors_are_not_retried(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    sessions = make_sessionmaker(engine)
+    runs: list[int] = []
+
+    def broken() -> None:
+        runs.append(1)
+        with sessions() as session:
+            session.execute(text("SELECT * FROM no_such_table"))
+
+    try:
+        with pytest.raises(ProgrammingError) as caught:
+            retry_on_disconnect(broken)()
+        assert len(runs) == 1
+        assert not database_unavailable(caught.value)
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_database_is_unavailable_not_broken(database_url: str) -> None:
+    url = make_url(database_url).set(port=1).render_as_string(hide_password=False)
+    engine = make_engine(url, pool_size=1, max_overflow=0, connect_timeout=1)
+    try:
+        with pytest.raises(OperationalError) as caught, engine.connect():
+            pass
+        assert database_unavailable(caught.value)
+    finally:
+        engine.dispose()

@@ -4,6 +4,10 @@
 ``dashboard_host`` the operators' dashboard. ``/health/*`` answer on every host name,
 ``/metrics`` only on names that are not public (Prometheus scrapes the instance
 directly). Any other request for an unknown host name gets 404.
+
+A database that cannot answer (down, restarting, out of pooled connections) is a 503 with
+``Retry-After`` on every site: JSON on the API, an HTML page on the storefront and the
+dashboard; never a 500.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Host
 from starlette.staticfiles import StaticFiles
@@ -29,7 +35,12 @@ from morpheus.api.middleware import (
     trusted_proxy_list,
 )
 from morpheus.api.observability import init_sentry
-from morpheus.api.services import ServiceError
+from morpheus.api.services import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    ServiceError,
+)
+from morpheus.db.session import database_unavailable
 from morpheus.logging import configure_logging, get_logger
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
@@ -90,6 +101,19 @@ def _api_app(context: AppContext) -> FastAPI:
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": "30"} if exc.status_code == 503 else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc  # a programming error: the server error handler logs it (500)
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return JSONResponse(
+            {"detail": DATABASE_UNAVAILABLE_MESSAGE},
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeoutError, database_error)
 
     app.add_middleware(
         CORSMiddleware,

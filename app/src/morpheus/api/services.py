@@ -2,7 +2,9 @@
 
 Routes call these functions and never reach PostgreSQL or Redis themselves. Database
 work is synchronous (SQLAlchemy sessions) and runs in the thread pool; queue calls are
-asynchronous and time-bounded by the queue client.
+asynchronous and time-bounded by the queue client. Reads run once more when their
+connection died under them (``retry_on_disconnect``); a database that cannot answer
+raises SQLAlchemy's error, which the sites answer with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from morpheus.api.context import AppContext
 from morpheus.db import repository
 from morpheus.db.models import ApiKey, Comic, ComicStatus, Page, User
+from morpheus.db.session import retry_on_disconnect
 from morpheus.logging import get_logger
 from morpheus.pipeline.ingest import NovelRejected, extract_text
 from morpheus.queue import client as queue_client
@@ -31,6 +34,11 @@ ENQUEUE_TIMEOUT_SECONDS = 5.0
 # A page waits this long for the queue's figures before showing it without them.
 OVERVIEW_TIMEOUT_SECONDS = 3.0
 QUEUE_UNAVAILABLE_MESSAGE = "The queue is not available right now; please try again shortly."
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The database is not available right now; please try again in a few seconds."
+)
+# Retry-After of a 503 for an unreachable database: PostgreSQL restarts in seconds.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ServiceError(Exception):
@@ -168,7 +176,7 @@ async def get_comic(ctx: AppContext, comic_id: str, api_key: Viewer = None) -> C
             assert comic is not None
             return ComicView(comic, repository.list_pages(session, comic.id))
 
-    view = await run_in_threadpool(read)
+    view = await run_in_threadpool(retry_on_disconnect(read))
     if view is None:
         raise NotFound("No comic with this id.")
     return view
@@ -267,7 +275,7 @@ async def list_comics(
             comics = repository.list_comics(session, limit=limit, offset=offset, status=status)
             return comics, repository.count_comics(session, status=status)
 
-    return await run_in_threadpool(read)
+    return await run_in_threadpool(retry_on_disconnect(read))
 
 
 # --- queue ------------------------------------------------------------------------------
@@ -304,7 +312,7 @@ async def authenticate_api_key(ctx: AppContext, key: str) -> ApiKey | None:
         with ctx.sessions() as session:
             return repository.verify_api_key(session, key)
 
-    return await run_in_threadpool(verify)
+    return await run_in_threadpool(retry_on_disconnect(verify))
 
 
 async def authenticate_user(ctx: AppContext, username: str, password: str) -> User | None:
@@ -329,4 +337,4 @@ async def active_user(ctx: AppContext, user_id: str) -> User | None:
             user = repository.get_user(session, parsed)
             return user if user is not None and user.is_active else None
 
-    return await run_in_threadpool(read)
+    return await run_in_threadpool(retry_on_disconnect(read))

@@ -4,19 +4,34 @@ The engine works through PgBouncer in transaction pooling mode: psycopg never pr
 statements on the server (``prepare_threshold=None``), nothing relies on session state
 (the statement timeout is set per transaction with ``SET LOCAL`` semantics) and no
 libpq ``options`` startup parameter is sent (PgBouncer refuses it).
+
+A restarted PostgreSQL (or a PgBouncer that lost its servers) leaves dead connections in
+the pool: each is pinged when checked out (``pool_pre_ping``) and replaced when the ping
+fails. A connection that dies between the ping and the query fails the transaction;
+:func:`retry_on_disconnect` runs a read transaction once more on a fresh connection, and
+:func:`database_unavailable` tells the web layer which errors mean "the database cannot
+answer now" (503), not "the program is wrong" (500).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt
 
 from morpheus.settings import Settings
+
+T = TypeVar("T")
+
+log = structlog.stdlib.get_logger("morpheus.db")
 
 APPLICATION_NAME = "morpheus"
 
@@ -127,6 +142,40 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when ``exc`` came from a connection that died (SQLAlchemy invalidated it)."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the database cannot answer now, so a later try may work.
+
+    A refused or dropped connection, a server starting up or shutting down, a statement
+    timeout (all ``OperationalError``), a connection that died under a query, and a pool
+    with no connection to give within ``db_pool_timeout_seconds``.
+    """
+    return isinstance(exc, OperationalError | PoolTimeoutError) or is_disconnect(exc)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("database connection lost, retrying the read once", error=repr(error))
+
+
+def retry_on_disconnect(function: Callable[[], T]) -> Callable[[], T]:
+    """``function`` (one read transaction) run once more if its connection died under it.
+
+    Only for work that is safe to repeat: a write whose connection died may or may not
+    have committed. The pool replaces the dead connection before the second run.
+    """
+    return retry(
+        retry=retry_if_exception(is_disconnect),
+        stop=stop_after_attempt(2),
+        before_sleep=_log_retry,
+        reraise=True,
+    )(function)
 
 
 def dispose_engines() -> None:

@@ -7,10 +7,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from morpheus.api.services import ServiceError
+from morpheus.api.services import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    ServiceError,
+)
+from morpheus.db.session import database_unavailable
+from morpheus.logging import get_logger
 from morpheus.web.templating import make_templates
+
+log = get_logger(__name__)
 
 templates = make_templates()
 
@@ -76,6 +86,20 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> HTMLResponse:
         return error_page(request, 422, "The request was not understood.")
+
+    async def database_error(request: Request, exc: Exception) -> HTMLResponse:
+        if not database_unavailable(exc):
+            raise exc  # a programming error: the server error handler logs it (500)
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return error_page(
+            request,
+            503,
+            DATABASE_UNAVAILABLE_MESSAGE,
+            {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+        )
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeoutError, database_error)
 
 
 async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
