@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test up down status lint unit app-test molecule molecule-all harness lock clean
+.PHONY: help setup test test-times up down status lint unit app-test molecule molecule-all harness lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ setup: ## install everything the project needs (idempotent)
 
 test: ## every test: lint, unit, service, every Molecule scenario
 	@$(BIN)/python scripts/test
+
+test-times: ## the 20 slowest Ansible tasks and the 20 slowest tests of the last run
+	@$(BIN)/python scripts/test --times
 
 up: ## the whole platform locally: make up [LAYOUT=multihost]
 	@python3 scripts/local up --layout $(or $(LAYOUT),single)
