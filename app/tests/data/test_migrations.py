@@ -15,7 +15,7 @@ from morpheus.db.session import make_engine, make_sessionmaker
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-TABLES = {"api_keys", "comics", "pages", "users"}
+TABLES = {"api_keys", "comics", "idempotency_keys", "pages", "users"}
 
 
 def table_names(url: str) -> set[str]:
@@ -29,7 +29,7 @@ def table_names(url: str) -> set[str]:
 def test_upgrade_downgrade_upgrade_round_trip(empty_database_url: str) -> None:
     url = empty_database_url
     head = schema.head_revision()
-    assert head == "0001"
+    assert head == "0002"
     assert schema.current_revision(url) is None
     assert table_names(url) == set()
 
@@ -94,10 +94,10 @@ def test_unknown_revision_is_refused(empty_database_url: str) -> None:
 
 
 def later_migrations(tmp_path: Path, database_url: str) -> Config:
-    """The packaged migrations plus two empty later revisions, 0002 and 0003."""
+    """The packaged migrations plus two empty later revisions, 9001 and 9002."""
     location = tmp_path / "migrations"
     shutil.copytree(schema.alembic_config("").get_main_option("script_location"), location)
-    for revision, down in (("0003", "0002"), ("0002", "0001")):
+    for revision, down in (("9002", "9001"), ("9001", schema.head_revision())):
         (location / "versions" / f"{revision}_later.py").write_text(
             f'revision = "{revision}"\ndown_revision = "{down}"\n'
             "branch_labels = None\ndepends_on = None\n\n\n"
@@ -116,18 +116,19 @@ def test_pending_revisions_are_what_upgrade_applies_oldest_first(
 
     url = empty_database_url
     config = later_migrations(tmp_path, url)
-    assert schema.pending_revisions(url) == ["0001"]
-    assert schema.pending_revisions(url, config=config) == ["0001", "0002", "0003"]
-    assert schema.pending_revisions(url, "0002", config=config) == ["0001", "0002"]
+    assert schema.pending_revisions(url) == ["0001", "0002"]
+    assert schema.pending_revisions(url, config=config) == ["0001", "0002", "9001", "9002"]
+    assert schema.pending_revisions(url, "9001", config=config) == ["0001", "0002", "9001"]
+    assert schema.pending_revisions(url, "0001", config=config) == ["0001"]
 
-    command.upgrade(config, "0002")
-    assert schema.pending_revisions(url, config=config) == ["0003"]
-    assert schema.pending_revisions(url, "0002", config=config) == []
+    command.upgrade(config, "9001")
+    assert schema.pending_revisions(url, config=config) == ["9002"]
+    assert schema.pending_revisions(url, "9001", config=config) == []
     command.upgrade(config, "head")
     assert schema.pending_revisions(url, config=config) == []
 
-    command.downgrade(config, "0001")
-    assert schema.pending_revisions(url, config=config) == ["0002", "0003"]
+    command.downgrade(config, "0002")
+    assert schema.pending_revisions(url, config=config) == ["9001", "9002"]
     assert schema.pending_revisions(url) == []
     with pytest.raises(CommandError, match="No such revision or branch 'nope'"):
         schema.pending_revisions(url, "nope")
@@ -138,11 +139,11 @@ def test_pending_revisions_refuse_a_database_newer_than_the_migrations(
 ) -> None:
     from alembic.util import CommandError
 
-    command.upgrade(later_migrations(tmp_path, empty_database_url), "0003")
+    command.upgrade(later_migrations(tmp_path, empty_database_url), "9002")
     with pytest.raises(CommandError) as raised:
         schema.pending_revisions(empty_database_url)
     assert str(raised.value) == (
-        "the database is at revision 0003, which these migrations do not know "
+        "the database is at revision 9002, which these migrations do not know "
         "(did a newer release migrate it?)"
     )
     # Nothing was changed by asking.
@@ -150,6 +151,36 @@ def test_pending_revisions_refuse_a_database_newer_than_the_migrations(
     try:
         with engine.connect() as connection:
             version = connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0003"
+            assert version.scalar_one() == "9002"
+    finally:
+        engine.dispose()
+
+
+def test_the_idempotency_keys_revision_only_adds(empty_database_url: str) -> None:
+    """0002 is expand-only: the previous release's schema (0001) is left as it was, so
+    both releases run side by side; going back to 0001 removes the table alone."""
+    url = empty_database_url
+    schema.upgrade(url, "0001")
+    before = columns_by_table(url)
+    schema.upgrade(url, "0002")
+    after = columns_by_table(url)
+    assert set(after) - set(before) == {"idempotency_keys"}
+    assert {table: after[table] for table in before} == before
+    schema.downgrade(url, "0001")
+    assert columns_by_table(url) == before
+
+
+def columns_by_table(url: str) -> dict[str, list[tuple[str, str, bool]]]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        inspector = inspect(engine)
+        return {
+            table: [
+                (column["name"], str(column["type"]), bool(column["nullable"]))
+                for column in inspector.get_columns(table)
+            ]
+            for table in inspector.get_table_names()
+            if table != "alembic_version"
+        }
     finally:
         engine.dispose()

@@ -119,8 +119,14 @@ def _api_app(context: AppContext) -> FastAPI:
         CORSMiddleware,
         allow_origins=cors_origins(context.settings),
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-        expose_headers=["Location", "X-Request-ID", "Retry-After"],
+        allow_headers=[
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "X-Request-ID",
+            "Idempotency-Key",
+        ],
+        expose_headers=["Location", "X-Request-ID", "Retry-After", "Idempotent-Replayed"],
         allow_credentials=False,
         max_age=600,
     )

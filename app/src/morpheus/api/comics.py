@@ -15,6 +15,7 @@ from morpheus.api.auth import limit_submissions, require_api_key
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.submissions import ComicRequest, read_submission
 from morpheus.db.models import ApiKey, Comic, ComicStatus
+from morpheus.db.repository import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 
 router = APIRouter(prefix="/v1/comics", tags=["comics"])
 
@@ -22,6 +23,9 @@ Context = Annotated[AppContext, Depends(get_context)]
 Key = Annotated[ApiKey, Depends(require_api_key)]
 
 PAGE_CACHE_CONTROL = "private, max-age=86400"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# Set on the answer to a repeated submission (the first one's answer, nothing new made).
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class ComicLinks(BaseModel):
@@ -96,6 +100,21 @@ def binary_response(request: Request, data: bytes, media_type: str, **headers: s
 
 
 SUBMIT_BODY = {
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_KEY_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Any unique value per novel (a UUID, say). A submission repeated "
+            "with the same key gets the first one's answer and makes no second comic; the "
+            "same key with another body is a 422. Keys are per API key.",
+            "schema": {
+                "type": "string",
+                "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                "pattern": IDEMPOTENCY_KEY_RE.pattern,
+            },
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -128,10 +147,16 @@ SUBMIT_BODY = {
 @router.post("", status_code=202, response_model=Accepted, openapi_extra=SUBMIT_BODY)
 async def submit(request: Request, response: Response, ctx: Context, api_key: Key) -> Accepted:
     """Submit a novel as JSON ``{"title", "text", "style"}`` or as a multipart upload
-    (fields ``title``, ``file`` (.txt/.md/.epub) or ``text``, ``page_format``)."""
+    (fields ``title``, ``file`` (.txt/.md/.epub) or ``text``, ``page_format``).
+
+    With an ``Idempotency-Key`` header, repeating the request gives the same answer and
+    the same comic."""
     await limit_submissions(ctx, request, f"key:{api_key.id}")
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is not None:
+        services.check_idempotency_key(key)
     upload = await read_submission(request, ctx.settings.max_upload_bytes)
-    comic = await services.submit_comic(
+    submitted = await services.submit_comic(
         ctx,
         services.Submission(
             title=upload.title,
@@ -141,11 +166,15 @@ async def submit(request: Request, response: Response, ctx: Context, api_key: Ke
             options=upload.style.to_options(),
             api_key_id=api_key.id,
             client_addr=request.client.host if request.client else None,
+            idempotency_key=key,
         ),
     )
-    url = comic_url(comic.id)
+    url = comic_url(submitted.comic.id)
     response.headers["Location"] = url
-    return Accepted(id=comic.id, status=comic.status, status_url=url)
+    if submitted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    # "queued", as the first answer said: a replay answers the same, whatever came since.
+    return Accepted(id=submitted.comic.id, status=ComicStatus.QUEUED.value, status_url=url)
 
 
 @router.get("/{comic_id:uuid}.pdf", response_class=Response)

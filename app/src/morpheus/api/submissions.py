@@ -79,6 +79,8 @@ class NovelUpload(BaseModel):
     style: StyleOptions
     # The form's text fields as typed (to show the form again after a refusal).
     fields: dict[str, str] = Field(default_factory=dict)
+    # The storefront form's one-time token (its idempotency key), when it sent one.
+    form_token: str | None = None
 
 
 def body_limit(max_upload_bytes: int) -> int:
@@ -143,6 +145,7 @@ async def read_form(request: Request, limit: int) -> NovelUpload:
     """A multipart (or urlencoded) form: ``title``, ``file`` or ``text``, ``page_format``."""
     limited = Request(request.scope, receive=limited_receive(request, limit))
     async with limited.form(max_files=1, max_fields=10, max_part_size=limit) as form:
+        token = form.get("form_token")
         fields = {
             key: value
             for key in ("title", "text", "page_format")
@@ -182,6 +185,7 @@ async def read_form(request: Request, limit: int) -> NovelUpload:
         content_type=content_type,
         style=style,
         fields=fields,
+        form_token=token if isinstance(token, str) and token else None,
     )
 
 

@@ -1,6 +1,15 @@
 """Persistence: models, engines/sessions, repository functions and schema migrations."""
 
-from morpheus.db.models import ApiKey, Base, Comic, ComicStage, ComicStatus, Page, User
+from morpheus.db.models import (
+    ApiKey,
+    Base,
+    Comic,
+    ComicStage,
+    ComicStatus,
+    IdempotencyKey,
+    Page,
+    User,
+)
 from morpheus.db.session import (
     dispose_engines,
     get_engine,
@@ -16,6 +25,7 @@ __all__ = [
     "Comic",
     "ComicStage",
     "ComicStatus",
+    "IdempotencyKey",
     "Page",
     "User",
     "dispose_engines",

@@ -1,4 +1,5 @@
-"""SQLAlchemy models of the comics, their pages, dashboard users and API keys."""
+"""SQLAlchemy models of the comics, their pages, dashboard users, API keys and the
+idempotency keys of submissions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -149,4 +151,34 @@ class Page(Base):
     height: Mapped[int] = mapped_column(Integer)
 
 
-__all__ = ["ApiKey", "Base", "Comic", "ComicStage", "ComicStatus", "Page", "User"]
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` of one submission, and the comic it made.
+
+    ``scope`` is whose key it is (``key:<API key id>``, or ``storefront`` for the form's
+    one-time token), so two clients never share keys; ``fingerprint`` is the SHA-256 of
+    the submission, so the same key with another novel is told apart. The row goes with
+    its comic (ON DELETE CASCADE).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (PrimaryKeyConstraint("scope", "key", name="pk_idempotency_keys"),)
+
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    comic_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("comics.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Comic",
+    "ComicStage",
+    "ComicStatus",
+    "IdempotencyKey",
+    "Page",
+    "User",
+]

@@ -23,12 +23,12 @@ from typing import Any, NamedTuple, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
-from morpheus.db.models import ApiKey, Comic, ComicStage, ComicStatus, Page, User
+from morpheus.db.models import ApiKey, Comic, ComicStage, ComicStatus, IdempotencyKey, Page, User
 
 ComicId = uuid.UUID | str
 T = TypeVar("T")
@@ -41,6 +41,10 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_API_KEY_NAME_LENGTH = 100
 API_KEY_SCHEME = "mph"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# An Idempotency-Key: up to 128 characters of letters, digits and - _ . ~ : + / =
+# (a UUID, a base64 or base64url token, a ULID, ...).
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9\-_.~:+/=]{1,128}$")
 
 # A comic in one of these states has no job working on it any more (it may be deleted).
 FINISHED_STATUSES = (ComicStatus.COMPLETED, ComicStatus.FAILED, ComicStatus.CANCELLED)
@@ -86,6 +90,23 @@ class ApiKeyNotFound(RepositoryError):
         self.api_key_id = api_key_id
 
 
+class IdempotencyConflict(RepositoryError):
+    """The idempotency key was used before, for another submission."""
+
+    def __init__(self, key: str, comic_id: uuid.UUID) -> None:
+        super().__init__(f"idempotency key {key!r} was used for another submission")
+        self.key = key
+        self.comic_id = comic_id
+
+
+class CreatedOnce(NamedTuple):
+    """What :func:`create_comic_once` did: ``created`` is False when the key's earlier
+    comic is returned and nothing new was stored."""
+
+    comic: Comic
+    created: bool
+
+
 class CreatedApiKey(NamedTuple):
     """A new API key: the stored record and the plaintext key, which is shown only once."""
 
@@ -127,6 +148,28 @@ def create_comic(
     client_addr: str | None = None,
 ) -> Comic:
     """Store a new comic in status ``queued``."""
+    comic = _new_comic(
+        title=title,
+        source_text=source_text,
+        options=options,
+        word_count=word_count,
+        api_key_id=api_key_id,
+        client_addr=client_addr,
+    )
+    session.add(comic)
+    session.commit()
+    return comic
+
+
+def _new_comic(
+    *,
+    title: str,
+    source_text: str,
+    options: Mapping[str, Any] | None = None,
+    word_count: int | None = None,
+    api_key_id: uuid.UUID | None = None,
+    client_addr: str | None = None,
+) -> Comic:
     title = title.strip()
     if not title:
         raise ValueError("title must not be empty")
@@ -148,9 +191,104 @@ def create_comic(
         api_key_id=api_key_id,
         client_addr=client_addr,
     )
-    session.add(comic)
-    session.commit()
     return comic
+
+
+def _check_idempotency_key(scope: str, key: str) -> None:
+    if not scope or len(scope) > 64:
+        raise ValueError("idempotency scope must be 1-64 characters")
+    if not IDEMPOTENCY_KEY_RE.match(key):
+        raise ValueError(
+            f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters: "
+            "letters, digits, - _ . ~ : + / ="
+        )
+
+
+def find_idempotent_comic(
+    session: Session, *, scope: str, key: str, fingerprint: str
+) -> Comic | None:
+    """The comic made earlier under ``key`` in ``scope``, or None when the key is unused.
+
+    Raises :class:`IdempotencyConflict` when that comic was made from another submission
+    (another ``fingerprint``).
+    """
+    _check_idempotency_key(scope, key)
+    record = session.get(IdempotencyKey, (scope, key), populate_existing=True)
+    if record is None:
+        return None
+    if not hmac.compare_digest(record.fingerprint, fingerprint):
+        raise IdempotencyConflict(key, record.comic_id)
+    comic = session.get(Comic, record.comic_id, populate_existing=True)
+    if comic is None:  # deleted since (the key goes with it): as if unused
+        return None
+    return comic
+
+
+def create_comic_once(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    title: str,
+    source_text: str,
+    options: Mapping[str, Any] | None = None,
+    word_count: int | None = None,
+    api_key_id: uuid.UUID | None = None,
+    client_addr: str | None = None,
+) -> CreatedOnce:
+    """Store a new comic under an idempotency key, unless the key already has one.
+
+    The comic and its key are written in one transaction; the key's primary key makes a
+    concurrent request with the same key wait for this one and then find its comic, so
+    one key never makes two comics. Another submission under a used key raises
+    :class:`IdempotencyConflict`.
+    """
+    fields: dict[str, Any] = {
+        "title": title,
+        "source_text": source_text,
+        "options": options,
+        "word_count": word_count,
+        "api_key_id": api_key_id,
+        "client_addr": client_addr,
+    }
+    for _ in range(3):
+        existing = find_idempotent_comic(session, scope=scope, key=key, fingerprint=fingerprint)
+        if existing is not None:
+            return CreatedOnce(existing, created=False)
+        comic = _new_comic(**fields)
+        session.add(comic)
+        try:
+            session.flush()
+            claim = (
+                insert(IdempotencyKey)
+                .values(scope=scope, key=key, fingerprint=fingerprint, comic_id=comic.id)
+                .on_conflict_do_nothing(constraint="pk_idempotency_keys")
+                .returning(IdempotencyKey.key)
+            )
+            claimed = session.execute(claim).scalar_one_or_none()
+            if claimed is not None:
+                session.commit()
+                return CreatedOnce(comic, created=True)
+            session.rollback()  # another request took the key first: its comic counts
+        except BaseException:
+            session.rollback()
+            raise
+    raise RepositoryError(f"idempotency key {key!r} keeps changing hands; try again")
+
+
+def release_idempotency_keys(session: Session, comic_id: ComicId) -> int:
+    """Forget the idempotency keys of a comic (a submission that could not be queued), so
+    that the client's retry with the same key makes a new comic. Returns how many."""
+    parsed = _require_id(comic_id)
+    statement = (
+        delete(IdempotencyKey)
+        .where(IdempotencyKey.comic_id == parsed)
+        .returning(IdempotencyKey.key)
+    )
+    released = len(session.execute(statement).all())
+    session.commit()
+    return released
 
 
 def get_comic(session: Session, comic_id: ComicId, *, with_source: bool = False) -> Comic | None:

@@ -1,7 +1,12 @@
-"""The storefront: submit a novel, watch it become a comic, read it, download it."""
+"""The storefront: submit a novel, watch it become a comic, read it, download it.
+
+Each rendering of the form carries a fresh one-time token, sent back as the submission's
+idempotency key: a double click or a resent form makes one comic, and shows it.
+"""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Annotated
 
@@ -22,6 +27,10 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 REFRESH_SECONDS = 3
 PAGE_FORMAT_LABELS = {"a4": "A4", "letter": "US Letter", "a5": "A5 (small)"}
+FORM_REUSED_MESSAGE = (
+    "This form was already sent with another novel. We kept what you typed: send it again "
+    "to make a new comic."
+)
 
 
 def _form_context(ctx: AppContext, **values: object) -> dict[str, object]:
@@ -29,6 +38,7 @@ def _form_context(ctx: AppContext, **values: object) -> dict[str, object]:
         "page_formats": PAGE_FORMAT_LABELS,
         "max_upload_mib": round(ctx.settings.max_upload_bytes / (1024 * 1024), 1),
         "form": {"title": "", "text": "", "page_format": "a4", **values},
+        "form_token": secrets.token_urlsafe(24),
     }
 
 
@@ -45,7 +55,7 @@ async def submit(request: Request, ctx: Context) -> Response:
     upload = None
     try:
         upload = await read_submission(request, ctx.settings.max_upload_bytes)
-        comic = await services.submit_comic(
+        submitted = await services.submit_comic(
             ctx,
             services.Submission(
                 title=upload.title,
@@ -54,18 +64,20 @@ async def submit(request: Request, ctx: Context) -> Response:
                 content_type=upload.content_type,
                 options=upload.style.to_options(),
                 client_addr=address,
+                idempotency_key=upload.form_token,
             ),
         )
     except services.ServiceError as exc:
         kept = upload.fields if upload is not None else exc.fields
         kept = {k: v for k, v in kept.items() if k in ("title", "text", "page_format")}
+        message = FORM_REUSED_MESSAGE if isinstance(exc, services.KeyReused) else exc.message
         return render(
             request,
             "storefront/index.html",
-            {**_form_context(ctx, **kept), "error": exc.message},
+            {**_form_context(ctx, **kept), "error": message},
             status_code=exc.status_code,
         )
-    return RedirectResponse(f"/comics/{comic.id}", status_code=303)
+    return RedirectResponse(f"/comics/{submitted.comic.id}", status_code=303)
 
 
 @router.get("/comics/{comic_id:uuid}", response_class=HTMLResponse)
