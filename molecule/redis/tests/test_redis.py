@@ -110,13 +110,58 @@ def test_exporter_user_reads_only(host):
     assert "NOPERM" in _cli(host, EXPORTER, "SET", "bull:probe", "3").stdout
 
 
-def test_a_job_survives_a_restart(host):
-    _cli(host, APP, "DEL", "bull:restart:wait")
-    assert _cli(host, APP, "LPUSH", "bull:restart:wait", "job-1").stdout.strip() == "1"
-    restart = host.run("systemctl restart redis-server")
-    assert restart.rc == 0, _journal(host)
-    host.run("for i in $(seq 1 50); do redis-cli PING | grep -q NOAUTH && break; sleep 0.1; done")
-    assert _cli(host, APP, "LRANGE", "bull:restart:wait", "0", "-1").stdout.split() == ["job-1"]
+def _wait_for_redis(host):
+    host.run("for i in $(seq 1 100); do redis-cli PING | grep -q NOAUTH && break; sleep 0.1; done")
+
+
+# What BullMQ writes: its Lua scripts touch several keys, and Redis logs a script's
+# writes in the append-only file as one MULTI/EXEC block. A restart replays that block
+# as the default user, so a default user without commands loses every such write
+# (Redis 7.0's NOPERM on replay). A plain LPUSH replays either way and proves nothing.
+ENQUEUE = (
+    "redis.call('HSET', KEYS[1], 'name', 'comic', 'data', ARGV[1]) "
+    "redis.call('LPUSH', KEYS[2], ARGV[2]) "
+    "return redis.call('LLEN', KEYS[2])"
+)
+
+
+@pytest.mark.parametrize(
+    ("stop", "label"),
+    [("systemctl restart redis-server", "restart"), ("kill -9", "kill")],
+)
+def test_jobs_written_by_scripts_and_transactions_survive(host, stop, label):
+    wait, job = f"bull:survive-{label}:wait", f"bull:survive-{label}:job-1"
+    _cli(host, APP, "DEL", wait, job, f"{wait}:tx")
+    assert _cli(host, APP, "EVAL", ENQUEUE, "2", job, wait, "{}", "job-1").stdout.strip() == "1"
+    transaction = host.run(
+        f"printf 'MULTI\\nLPUSH {wait}:tx job-2\\nLPUSH {wait}:tx job-3\\nEXEC\\n' "
+        f"| REDISCLI_AUTH={APP[1]} redis-cli --user {APP[0]}"
+    )
+    assert transaction.rc == 0, transaction.stderr
+    if stop == "kill -9":
+        pid = host.run("systemctl show -p MainPID --value redis-server").stdout.strip()
+        assert host.run(f"kill -9 {pid}").rc == 0
+        # systemd starts it again (Restart=always), which replays the append-only file.
+        host.run(
+            "for i in $(seq 1 100); do "
+            f'[ "$(systemctl show -p MainPID --value redis-server)" != "{pid}" ] '
+            '&& [ "$(systemctl show -p MainPID --value redis-server)" != 0 ] && break; '
+            "sleep 0.1; done"
+        )
+    else:
+        assert host.run(stop).rc == 0, _journal(host)
+    _wait_for_redis(host)
+    assert _cli(host, APP, "LRANGE", wait, "0", "-1").stdout.split() == ["job-1"], _journal(host)
+    assert _cli(host, APP, "HGET", job, "name").stdout.strip() == "comic"
+    assert _cli(host, APP, "LRANGE", f"{wait}:tx", "0", "-1").stdout.split() == ["job-3", "job-2"]
+    replay = host.run("grep -c NOPERM /var/log/redis/redis-server.log || true").stdout.strip()
+    assert replay == "0", "the append-only file's replay was refused:\n" + _journal(host)
+
+
+def test_the_default_user_still_refuses_logins(host):
+    assert "NOAUTH" in host.run("redis-cli PING").stdout
+    refused = host.run("redis-cli --user default --pass '' PING")
+    assert "WRONGPASS" in refused.stdout + refused.stderr
 
 
 def test_overcommit_is_recorded_for_the_host(host):
