@@ -109,6 +109,22 @@ class Settings(BaseSettings):
     trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1"])
     secret_key: SecretStr = Field(description="signs dashboard sessions, at least 32 characters")
 
+    # --- reading novels (see morpheus.pipeline.ingest and morpheus.api.extraction) ------
+    # The longest novel accepted, in characters of text, whatever the format.
+    max_text_chars: int = Field(default=5_000_000, gt=0)
+    # An EPUB's members may unpack to this much in all, and each to this much; checked
+    # against the ZIP's directory and again while decompressing. Over either: 413.
+    epub_max_unpacked_bytes: int = Field(default=32 * MiB, gt=0)
+    epub_max_member_bytes: int = Field(default=16 * MiB, gt=0)
+    # A member (of more than 1 MiB) compressed more than this many times: refused (422).
+    epub_max_compression_ratio: float = Field(default=100.0, gt=1)
+    # A novel is read in a child process, killed (422) after this long.
+    ingest_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    # Address space the child may add to what it starts with; 0 sets no such limit.
+    ingest_memory_bytes: int = Field(default=512 * MiB, ge=0)
+    # Novels read at once by one web worker process; others wait for a turn.
+    ingest_concurrency: int = Field(default=2, ge=1, le=64)
+
     # --- observability --------------------------------------------------------------------
     sentry_dsn: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -3,14 +3,19 @@ with a status and a message a person understands."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import zipfile
+from pathlib import Path
+from types import ModuleType
 
 import pytest
-from morpheus.pipeline.ingest import NovelRejected, extract_text, word_count
+from morpheus.pipeline import ingest
+from morpheus.pipeline.ingest import IngestLimits, NovelRejected, extract_text, word_count
 from morpheus.pipeline.segment import segment
 
 MAX = 1024 * 1024
+LIMITS = IngestLimits(max_upload_bytes=MAX)
 
 CONTAINER = b"""<?xml version="1.0"?>
 <container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">
@@ -101,11 +106,11 @@ SUCCESS = [
 def test_extract_text_success(
     data: bytes, filename: str | None, ctype: str | None, expected: str
 ) -> None:
-    assert extract_text(data, filename, ctype, MAX) == expected + "\n"
+    assert extract_text(data, filename, ctype, LIMITS) == expected + "\n"
 
 
 def test_epub_text_keeps_headings_and_strips_markup() -> None:
-    text = extract_text(good_epub(), "novel.epub", "application/epub+zip", MAX)
+    text = extract_text(good_epub(), "novel.epub", "application/epub+zip", LIMITS)
     assert "# Chapter One" in text
     assert "# Chapter Two" in text
     assert "It was & always had been dark." in text
@@ -127,18 +132,18 @@ def test_epub_skips_non_linear_spine_items() -> None:
             "OEBPS/notes.xhtml": _xhtml("Notes", "A footnote."),
         }
     )
-    text = extract_text(epub, "n.epub", None, MAX)
+    text = extract_text(epub, "n.epub", None, LIMITS)
     assert "The story." in text
     assert "A footnote." not in text
 
 
 def test_epub_found_by_content_type_without_a_suffix() -> None:
-    text = extract_text(good_epub(), None, "application/epub+zip", MAX)
+    text = extract_text(good_epub(), None, "application/epub+zip", LIMITS)
     assert "Tom woke up." in text
 
 
 def test_epub_segments_into_its_chapters() -> None:
-    script = segment(extract_text(good_epub(), "novel.epub", None, MAX))
+    script = segment(extract_text(good_epub(), "novel.epub", None, LIMITS))
     assert [c.title for c in script.chapters] == ["Chapter One", "Chapter Two"]
     balloons = [b for p in script.panels() for b in p.balloons]
     assert balloons[0].speaker == "Anna"
@@ -273,16 +278,213 @@ FAILURES = [
 @pytest.mark.parametrize(("data", "filename", "status", "message"), FAILURES)
 def test_extract_text_failure(data: bytes, filename: str, status: int, message: str) -> None:
     with pytest.raises(NovelRejected) as caught:
-        extract_text(data, filename, None, MAX)
+        extract_text(data, filename, None, LIMITS)
     assert caught.value.status_code == status
     assert message in caught.value.message
     assert str(caught.value) == caught.value.message
 
 
-def test_epub_that_unpacks_too_far_is_refused_as_too_large() -> None:
-    bomb = make_epub({"META-INF/container.xml": CONTAINER, "big.txt": b"\0" * (2 * 1024 * 1024)})
-    assert len(bomb) < 64 * 1024
+# --- hostile EPUBs ----------------------------------------------------------------------
+
+HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile_epub.py"
+
+
+def load_hostile() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("morpheus_test_hostile_epub", HOSTILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hostile = load_hostile()
+# Limits that let a bomb through the ZIP's directory, to reach the later checks.
+PERMISSIVE = IngestLimits(
+    max_upload_bytes=MAX,
+    epub_max_unpacked_bytes=1 << 40,
+    epub_max_member_bytes=1 << 40,
+    epub_max_compression_ratio=1e9,
+)
+
+
+def refusal(data: bytes, limits: IngestLimits = LIMITS) -> NovelRejected:
     with pytest.raises(NovelRejected) as caught:
-        extract_text(bomb, "bomb.epub", None, 64 * 1024)
-    assert caught.value.status_code == 413
-    assert "The EPUB unpacks to 2.0 MiB; the most we accept is 1.2 MiB" in caught.value.message
+        extract_text(data, "hostile.epub", None, limits)
+    return caught.value
+
+
+def test_markup_bomb_is_refused_by_its_unpacked_size() -> None:
+    bomb = hostile.markup_bomb(95 * 1024 * 1024)
+    assert len(bomb) < 512 * 1024
+    rejected = refusal(bomb)
+    assert (rejected.status_code, rejected.limit) == (413, "epub_max_unpacked_bytes")
+    assert "The EPUB unpacks to 95.0 MiB; the most we accept is 32.0 MiB" in rejected.message
+    assert "unpacked size" in rejected.message
+
+
+def test_markup_bomb_is_refused_by_a_member_size() -> None:
+    limits = IngestLimits(epub_max_member_bytes=4 * 1024 * 1024, epub_max_compression_ratio=1e9)
+    rejected = refusal(hostile.markup_bomb(6 * 1024 * 1024), limits)
+    assert (rejected.status_code, rejected.limit) == (413, "epub_max_member_bytes")
+    assert "'OEBPS/c1.xhtml' in the EPUB unpacks to 6.0 MiB" in rejected.message
+
+
+def test_markup_bomb_is_refused_by_its_text_length_while_parsing() -> None:
+    limits = IngestLimits(
+        max_text_chars=200_000,
+        epub_max_unpacked_bytes=1 << 40,
+        epub_max_member_bytes=1 << 40,
+        epub_max_compression_ratio=1e9,
+    )
+    rejected = refusal(hostile.markup_bomb(8 * 1024 * 1024), limits)
+    assert (rejected.status_code, rejected.limit) == (413, "max_text_chars")
+    assert "longer than the 200,000 characters we accept" in rejected.message
+
+
+def test_deflate_bomb_is_refused_by_its_compression_ratio() -> None:
+    bomb = hostile.deflate_bomb(8 * 1024 * 1024)
+    assert len(bomb) < 64 * 1024
+    rejected = refusal(bomb)
+    assert (rejected.status_code, rejected.limit) == (422, "epub_max_compression_ratio")
+    assert "'OEBPS/images/cover.png' is compressed more than 100 to 1" in rejected.message
+
+
+def test_limits_hold_while_decompressing_whatever_the_directory_says() -> None:
+    """The directory's sizes are checked first, but every decompressed chunk counts too."""
+    bomb = hostile.markup_bomb(8 * 1024 * 1024)
+    cases = [
+        (IngestLimits(epub_max_member_bytes=1024 * 1024), "epub_max_member_bytes", 413),
+        (IngestLimits(epub_max_unpacked_bytes=1024 * 1024), "epub_max_unpacked_bytes", 413),
+        (IngestLimits(epub_max_compression_ratio=2), "epub_max_compression_ratio", 422),
+    ]
+    for limits, limit, status in cases:
+        with zipfile.ZipFile(io.BytesIO(bomb)) as archive:
+            epub = ingest._Epub(archive, limits)  # the directory is not consulted
+            chunks = epub.chunks("OEBPS/c1.xhtml")
+            with pytest.raises(NovelRejected) as caught:
+                for _ in chunks:
+                    # Never more than one chunk past the line.
+                    assert epub.unpacked <= 2 * 1024 * 1024 + ingest.CHUNK_BYTES
+        assert (caught.value.status_code, caught.value.limit) == (status, limit)
+
+
+def test_a_directory_that_understates_a_size_is_not_believed() -> None:
+    rejected = refusal(hostile.lying_epub(64 * 1024 * 1024, declared=1024), PERMISSIVE)
+    assert rejected.status_code == 422
+    assert "'OEBPS/c1.xhtml' is damaged" in rejected.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-16-le", "utf-8"])
+@pytest.mark.parametrize("where", ["container", "package", "chapter"])
+def test_entity_declarations_are_refused_in_any_document_and_encoding(
+    where: str, encoding: str
+) -> None:
+    rejected = refusal(hostile.entity_epub(where, encoding))
+    assert rejected.status_code == 422
+    assert "declares XML entities or a DTD, which we do not accept" in rejected.message
+
+
+def test_xhtml_doctypes_without_declarations_and_html_entities_are_read() -> None:
+    chapter = (
+        b'<?xml version="1.0" encoding="utf-8"?>'
+        b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.1//EN" '
+        b'"http://www.w3.org/TR/xhtml11/DTD/xhtml11.dtd">'
+        b'<html xmlns="http://www.w3.org/1999/xhtml"><body><h1>One</h1>'
+        b"<p>Caf&eacute;&nbsp;au&nbsp;lait &mdash; &#8220;yes&#8221;.</p><hr/><p>After.</p>"
+        b"</body></html>"
+    )
+    epub = make_epub(
+        {
+            "META-INF/container.xml": CONTAINER,
+            "OEBPS/content.opf": _opf([("c1", "c1.xhtml")], ["c1"]),
+            "OEBPS/c1.xhtml": chapter,
+        }
+    )
+    text = extract_text(epub, "n.epub", None, LIMITS)
+    assert text == "# One\n\nCaf\u00e9 au lait \u2014 \u201cyes\u201d.\n\n* * *\n\nAfter.\n"
+
+
+def test_a_utf16_chapter_is_read() -> None:
+    chapter = (
+        '<?xml version="1.0" encoding="utf-16"?><html xmlns="http://www.w3.org/1999/xhtml">'
+        "<body><p>Cr\u00e8me br\u00fbl\u00e9e.</p></body></html>"
+    ).encode("utf-16")
+    epub = make_epub(
+        {
+            "META-INF/container.xml": CONTAINER,
+            "OEBPS/content.opf": _opf([("c1", "c1.xhtml")], ["c1"]),
+            "OEBPS/c1.xhtml": chapter,
+        }
+    )
+    assert extract_text(epub, "n.epub", None, LIMITS) == "Cr\u00e8me br\u00fbl\u00e9e.\n"
+
+
+def test_a_chapter_named_twice_in_the_reading_order_is_read_once() -> None:
+    epub = make_epub(
+        {
+            "META-INF/container.xml": CONTAINER,
+            "OEBPS/content.opf": _opf([("c1", "c1.xhtml")], ["c1"] * 1000),
+            "OEBPS/c1.xhtml": _xhtml("Chapter One", "Only once."),
+        }
+    )
+    assert extract_text(epub, "n.epub", None, LIMITS).count("Only once.") == 1
+
+
+def test_a_package_document_is_kept_small() -> None:
+    items = [(f"c{i}", f"c{i}.xhtml") for i in range(30_000)]
+    epub = make_epub(
+        {
+            "META-INF/container.xml": CONTAINER,
+            "OEBPS/content.opf": _opf(items, ["c0"]),
+            "OEBPS/c0.xhtml": _xhtml("Chapter One", "Text."),
+        }
+    )
+    rejected = refusal(epub)
+    assert rejected.status_code == 422
+    assert "'OEBPS/content.opf' is larger than the 1.0 MiB" in rejected.message
+
+
+def test_other_compression_methods_are_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("META-INF/container.xml", CONTAINER, compress_type=zipfile.ZIP_BZIP2)
+    rejected = refusal(buffer.getvalue())
+    assert rejected.status_code == 422
+    assert "uses a compression method EPUB does not allow" in rejected.message
+
+
+def test_a_zip_with_undecodable_names_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("META-INF/caf\u00e9.xml", "x")
+    data = buffer.getvalue().replace("caf\u00e9".encode(), b"caf\xff\xfe")
+    rejected = refusal(data)
+    assert rejected.status_code == 422
+    assert "not a readable EPUB" in rejected.message
+
+
+# --- characters PostgreSQL cannot store ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "filename"),
+    [
+        pytest.param(b"Once upon a time. " * 1000 + b"\x00 and after.", "n.txt", id="late-nul"),
+        pytest.param(
+            ("Once upon a time. " * 1000 + "\x00").encode("utf-16"), "n.txt", id="utf16-nul"
+        ),
+        pytest.param(b"# Title\n\n" + b"Text. " * 2000 + b"\x00", "n.md", id="markdown-nul"),
+    ],
+)
+def test_a_nul_anywhere_in_text_is_refused(data: bytes, filename: str) -> None:
+    with pytest.raises(NovelRejected) as caught:
+        extract_text(data, filename, None, LIMITS)
+    assert caught.value.status_code == 422
+    assert "NUL character at position" in caught.value.message
+
+
+def test_text_longer_than_the_limit_is_refused() -> None:
+    limits = IngestLimits(max_text_chars=1000)
+    with pytest.raises(NovelRejected) as caught:
+        extract_text(b"word " * 1000, "n.txt", None, limits)
+    assert (caught.value.status_code, caught.value.limit) == (413, "max_text_chars")

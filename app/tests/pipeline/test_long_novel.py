@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 from morpheus.pipeline.compose import compose_pages, page_count, plan_pages
-from morpheus.pipeline.ingest import extract_text, word_count
+from morpheus.pipeline.ingest import IngestLimits, extract_text, word_count
 from morpheus.pipeline.package import ComicMetadata, build_cbz, build_pdf, png_size
 from morpheus.pipeline.segment import BALLOON_MAX_CHARS, CAPTION_MAX_CHARS, segment
 from morpheus.providers.local import LocalProvider
@@ -44,7 +44,7 @@ def test_the_generated_novel_is_long_and_deterministic() -> None:
 def test_long_novel_becomes_a_complete_comic() -> None:
     novel = load_novel_module()
     raw = novel.generate_novel().encode("utf-8")
-    text = extract_text(raw, "the-long-night.txt", "text/plain", max_bytes=5 * 1024 * 1024)
+    text = extract_text(raw, "the-long-night.txt", "text/plain", IngestLimits())
     assert word_count(text) >= 50_000
 
     script = segment(text)

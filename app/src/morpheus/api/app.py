@@ -100,7 +100,10 @@ def _api_app(context: AppContext) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": "30"} if exc.status_code == 503 else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        body = {"detail": exc.message}
+        if exc.limit:
+            body["limit"] = exc.limit
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if not database_unavailable(exc):

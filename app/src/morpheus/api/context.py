@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import anyio
 import redis.asyncio as redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,13 +17,19 @@ from morpheus.settings import Settings
 
 @dataclass
 class AppContext:
-    """Settings, the database engine and sessions, the Redis client and the limiter."""
+    """Settings, the database engine and sessions, the Redis client, the rate limiter and
+    the bound on novels read at once."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
     limiter: RateLimiter
+    # Novels read at once (each in a child process) by this process.
+    extractions: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.extractions = anyio.CapacityLimiter(self.settings.ingest_concurrency)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:

@@ -19,12 +19,13 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from morpheus.api import extraction
 from morpheus.api.context import AppContext
 from morpheus.db import repository
 from morpheus.db.models import ApiKey, Comic, ComicStatus, Page, User
 from morpheus.db.session import retry_on_disconnect
 from morpheus.logging import get_logger
-from morpheus.pipeline.ingest import NovelRejected, extract_text
+from morpheus.pipeline.ingest import NovelRejected
 from morpheus.queue import client as queue_client
 
 log = get_logger(__name__)
@@ -54,11 +55,14 @@ class ServiceError(Exception):
         *,
         status_code: int | None = None,
         fields: Mapping[str, str] | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         # What the person typed, so that a form can be shown again without losing it.
         self.fields: dict[str, str] = dict(fields or {})
+        # The limit a refused request passed (a setting's name), for API clients.
+        self.limit = limit
         if status_code is not None:
             self.status_code = status_code
 
@@ -188,14 +192,16 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
             log.info("submission replayed", comic_id=str(earlier.id))
             return Submitted(earlier, replayed=True)
     try:
-        text = extract_text(
+        text = await extraction.extract(
+            ctx.settings,
+            ctx.extractions,
             submission.data,
             submission.filename,
             submission.content_type,
-            ctx.settings.max_upload_bytes,
         )
     except NovelRejected as exc:
-        raise Rejected(exc.message, status_code=exc.status_code) from None
+        log.info("novel refused", status=exc.status_code, limit=exc.limit)
+        raise Rejected(exc.message, status_code=exc.status_code, limit=exc.limit) from None
 
     fields: dict[str, Any] = {
         "title": submission.title,
