@@ -125,6 +125,9 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         job_attempts=3,
         job_backoff_seconds=0.1,
         shutdown_grace_seconds=5,
+        # Every test's queue shares the one test database: a worker's reconciler would
+        # queue other tests' comics into its own queue. The reconciler's tests turn it on.
+        reconciler_interval_seconds=0,
     )
 
 

@@ -223,6 +223,35 @@ def cmd_delete_comic(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """One reconciler pass: queue again what PostgreSQL says must run and Redis lost."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from morpheus.logging import configure_logging
+    from morpheus.worker.reconciler import reconcile_once
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1")
+    configure_logging(settings.log_level)  # a JSON line per comic queued again, on stderr
+    try:
+        report = asyncio.run(reconcile_once(settings, batch_size=args.batch_size))
+    except RedisError as exc:
+        raise CommandError(f"Redis is not reachable: {exc}") from None
+    except TimeoutError:
+        raise CommandError("the pass took too long; what it did is kept, run it again") from None
+    if report.locked:
+        raise CommandError("another process is reconciling (it holds the lock); try again soon")
+    more = "; more remain, run it again" if report.more else ""
+    print(
+        f"reconciled: {len(report.enqueued)} enqueued, {len(report.retried)} retried, "
+        f"{len(report.failures_recorded)} failure(s) recorded, {report.live} with a job "
+        f"left alone{more}"
+    )
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -288,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("comic_id", metavar="ID")
     delete.set_defaults(handler=cmd_delete_comic)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="queue again the comics PostgreSQL says must run and Redis has no job for",
+    )
+    reconcile.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="queue at most N comics (default MORPHEUS_RECONCILER_BATCH_SIZE)",
+    )
+    reconcile.set_defaults(handler=cmd_reconcile)
     return parser
 
 

@@ -147,6 +147,21 @@ class Settings(BaseSettings):
     worker_max_stalled_count: int = Field(default=1, ge=0, le=100)
     # How often a worker refreshes its liveness key (which expires after three beats).
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+
+    # --- reconciler (morpheus.worker.reconciler) ---------------------------------------------
+    # PostgreSQL says which comics must run; the reconciler queues again those whose job
+    # Redis lost. Every interval one worker (a Redis lock) makes a pass; 0: no periodic
+    # pass (`morpheus reconcile` still makes one).
+    reconciler_interval_seconds: float = Field(default=60.0, ge=0)
+    # Comics queued again at most per pass (candidates are read in pages of this size).
+    reconciler_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # A queued comic changed less than this long ago is left alone: its submission (or
+    # retry) may still be queueing it.
+    reconciler_grace_seconds: float = Field(default=60.0, ge=0)
+    # A running comic runs again only when its progress has not moved for this long:
+    # longer than a job's timeout and a dead worker's lock plus stalled check, so that no
+    # attempt can still be at work on it.
+    reconciler_stall_seconds: float = Field(default=900.0, gt=0)
     # Test-only: a pause before each panel is drawn, so tests can stop a worker in the middle
     # of a job without a huge novel. Honoured only when ENVIRONMENT is test or development.
     test_panel_delay_seconds: float = Field(default=0.0, ge=0, le=10)
@@ -218,6 +233,22 @@ class Settings(BaseSettings):
                 missing.append(f"{ENV_PREFIX}RUNPOD_API_KEY (required when PROVIDER is runpod)")
         if missing:
             raise ValueError("missing: " + "; ".join(missing))
+        return self
+
+    @model_validator(mode="after")
+    def _reconciler_stall_bound(self) -> Self:
+        bound = max(
+            self.job_timeout_seconds,
+            self.worker_lock_seconds + self.worker_stalled_interval_seconds,
+            3 * self.worker_heartbeat_seconds,
+        )
+        if self.reconciler_stall_seconds <= bound:
+            raise ValueError(
+                f"{ENV_PREFIX}RECONCILER_STALL_SECONDS must be longer than "
+                f"{ENV_PREFIX}JOB_TIMEOUT_SECONDS, the worker lock plus the stalled-job "
+                f"interval, and three heartbeats ({bound:g} s), so that a comic a live "
+                "worker is still making is never queued again"
+            )
         return self
 
     # --- sources --------------------------------------------------------------------------

@@ -597,6 +597,7 @@ def test_worker_completes_a_comic_and_drains_on_sigterm(
         MORPHEUS_STORAGE_PATH=str(settings.storage_path),
         MORPHEUS_WORKER_METRICS_PORT="0",
         MORPHEUS_SHUTDOWN_GRACE_SECONDS="5",
+        MORPHEUS_RECONCILER_INTERVAL_SECONDS="0",  # the database holds other tests' comics
     )
     log = tmp_path / "worker.log"
     process = start(["worker"], env, log, running)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
@@ -105,6 +105,16 @@ class CreatedOnce(NamedTuple):
 
     comic: Comic
     created: bool
+
+
+class Unfinished(NamedTuple):
+    """A queued or running comic, as the reconciler sees it."""
+
+    id: uuid.UUID
+    status: str
+    created_at: datetime
+    # Seconds since the comic last changed (a submission, a retry, a step's progress).
+    idle_seconds: float
 
 
 class CreatedApiKey(NamedTuple):
@@ -324,6 +334,41 @@ def count_comics(session: Session, *, status: str | None = None) -> int:
     if status is not None:
         query = query.where(Comic.status == ComicStatus(status).value)
     return int(session.scalar(query) or 0)
+
+
+def list_idle_unfinished(
+    session: Session,
+    *,
+    queued_idle_seconds: float,
+    running_idle_seconds: float,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Unfinished]:
+    """Comics that must still run and have not changed for a while, oldest first.
+
+    Queued comics unchanged for ``queued_idle_seconds`` and running comics whose progress
+    has not moved for ``running_idle_seconds``, by the database's clock. ``after`` is the
+    (created_at, id) of the last comic of the previous page.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    now = func.now()
+    idle = func.extract("epoch", now - Comic.updated_at)
+    query = select(Comic.id, Comic.status, Comic.created_at, idle).where(
+        or_(
+            (Comic.status == ComicStatus.QUEUED.value)
+            & (Comic.updated_at < now - timedelta(seconds=queued_idle_seconds)),
+            (Comic.status == ComicStatus.RUNNING.value)
+            & (Comic.updated_at < now - timedelta(seconds=running_idle_seconds)),
+        )
+    )
+    if after is not None:
+        query = query.where(tuple_(Comic.created_at, Comic.id) > tuple_(*after))
+    query = query.order_by(Comic.created_at, Comic.id).limit(limit)
+    return [
+        Unfinished(row.id, row.status, row.created_at, float(row[3]))
+        for row in session.execute(query)
+    ]
 
 
 def _transition(

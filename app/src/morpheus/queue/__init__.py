@@ -28,5 +28,7 @@ What the port lacks, and where this project adds it:
   ``CLIENT LIST``;
 - bounded waits on Redis: the port's connections retry up to 20 times with backoff capped at
   20 s and set no socket timeout, so :mod:`morpheus.queue.connection` adds socket timeouts
-  to the URL and callers bound each call with ``asyncio.timeout``.
+  to the URL and callers bound each call with ``asyncio.timeout``;
+- jobs Redis lost (a restart without its data, a FLUSHALL): PostgreSQL says which comics
+  must run, and :mod:`morpheus.worker.reconciler` queues again those with no job.
 """

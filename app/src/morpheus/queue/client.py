@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as redis
 from bullmq import Queue
@@ -31,6 +31,10 @@ from morpheus.settings import Settings
 
 # The states reported by queue_counts (BullMQ's names, "wait" spelt "waiting").
 COUNTED_STATES = ("waiting", "active", "delayed", "failed", "completed")
+
+JobPresence = Literal["missing", "live", "completed", "failed"]
+"""What Redis holds of a comic's job: nothing, a job still to run or running (waiting,
+active, delayed, prioritized, ...), or a finished job kept in ``completed``/``failed``."""
 
 
 def job_id(comic_id: object) -> str:
@@ -99,6 +103,41 @@ async def cancel_comic(settings: Settings, comic_id: str) -> bool:
         if await queue.getJob(comic_id) is None:
             return False
         return await queue.remove(comic_id) == 1
+
+
+async def job_presence(
+    settings: Settings, comic_ids: Sequence[str]
+) -> dict[str, tuple[JobPresence, str | None]]:
+    """For each comic, what Redis holds of its job, and a failed job's reason.
+
+    One pipeline of constant-time commands per call (the job's hash, its score in the
+    ``completed`` and ``failed`` sets), unlike BullMQ's ``getState``, which scans the
+    ``wait`` list: cheap for a long queue too.
+    """
+    ids = [job_id(comic_id) for comic_id in comic_ids]
+    if not ids:
+        return {}
+    async with open_queue(settings) as queue:
+        pipe = queue.client.pipeline(transaction=False)
+        for id_ in ids:
+            pipe.exists(queue.keys[""] + id_)
+            pipe.zscore(queue.keys["completed"], id_)
+            pipe.zscore(queue.keys["failed"], id_)
+            pipe.hget(queue.keys[""] + id_, "failedReason")
+        replies = await pipe.execute()
+    answer: dict[str, tuple[JobPresence, str | None]] = {}
+    for n, id_ in enumerate(ids):
+        exists, completed, failed, reason = replies[4 * n : 4 * n + 4]
+        if not exists:
+            answer[id_] = ("missing", None)
+        elif completed is not None:
+            answer[id_] = ("completed", None)
+        elif failed is not None:
+            text = reason.decode() if isinstance(reason, bytes) else reason
+            answer[id_] = ("failed", text or None)
+        else:
+            answer[id_] = ("live", None)
+    return answer
 
 
 async def job_state(settings: Settings, comic_id: str) -> str:

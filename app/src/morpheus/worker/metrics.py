@@ -16,3 +16,21 @@ JOB_ATTEMPTS = Counter(
     "Comic job attempts by outcome (completed, cancelled, retry, failed, timeout, requeued).",
     ["outcome"],
 )
+
+RECONCILER_REQUEUED = Counter(
+    "morpheus_reconciler_requeued",
+    "Comics the reconciler queued again, by their status in PostgreSQL and the action: "
+    "enqueue (Redis held no job) or retry (Redis held a finished job).",
+    ["status", "action"],
+)
+
+RECONCILER_FAILURES_RECORDED = Counter(
+    "morpheus_reconciler_failures_recorded",
+    "Running comics whose job had failed for good in Redis, recorded failed by the reconciler.",
+)
+
+RECONCILER_RUNS = Counter(
+    "morpheus_reconciler_runs",
+    "Reconciler passes by outcome: ok, locked (another process held the lock), error.",
+    ["outcome"],
+)

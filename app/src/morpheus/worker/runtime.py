@@ -11,7 +11,9 @@ this runtime adds:
 - SIGTERM/SIGINT: stop taking jobs, let in-flight jobs finish for ``shutdown_grace_seconds``;
   past that (or on a second signal) cancel them and move them back to ``wait``
   (:mod:`morpheus.worker.requeue`), then exit 0;
-- a heartbeat key per worker, queue gauges refreshed as it beats, and a ``/metrics`` port.
+- a heartbeat key per worker, queue gauges refreshed as it beats, and a ``/metrics`` port;
+- the reconciler's periodic pass (:mod:`morpheus.worker.reconciler`), which queues again
+  the comics PostgreSQL says must run and Redis has no job for.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from morpheus.queue.connection import (
 )
 from morpheus.queue.metrics import refresh_queue_gauges
 from morpheus.settings import Settings
+from morpheus.worker import reconciler
 from morpheus.worker.comic_job import ComicJob
 from morpheus.worker.heartbeat import Heartbeat
 from morpheus.worker.metrics import JOB_ATTEMPTS
@@ -224,6 +227,9 @@ class WorkerRuntime:
             self.settings, self.worker.id, self.describe, self.settings.worker_heartbeat_seconds
         )
         gauges = asyncio.ensure_future(self._refresh_gauges())
+        background = [gauges]
+        if self.settings.reconciler_interval_seconds > 0:
+            background.append(asyncio.ensure_future(reconciler.run_periodically(self.settings)))
         run_task = asyncio.ensure_future(self.worker.run())
         heartbeat.start()
         self._log.info(
@@ -241,8 +247,9 @@ class WorkerRuntime:
                 raise RuntimeError("the BullMQ worker loop ended without being asked to")
             await self._drain(run_task)
         finally:
-            gauges.cancel()
-            await asyncio.gather(gauges, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await heartbeat.stop()
         self._log.info("worker stopped", processed=self.processed, failed=self.failed)
 
