@@ -7,15 +7,19 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from morpheus import cancellation
+from morpheus.cancellation import Cancelled, StopFlag
 from morpheus.pipeline.compose import (
     LAYOUTS,
     PAGE_RHYTHM,
     choose_rows,
     compose_pages,
+    iter_pages,
     page_count,
     plan_pages,
 )
@@ -29,7 +33,7 @@ from morpheus.pipeline.package import (
     write_cbz,
     write_pdf,
 )
-from morpheus.pipeline.segment import Balloon, Panel
+from morpheus.pipeline.segment import Balloon, Panel, segment
 from morpheus.providers.local import LocalProvider
 from PIL import Image, ImageStat
 
@@ -282,3 +286,42 @@ def test_cbz_is_deterministic_and_refuses_nothing(pages: list[bytes]) -> None:
     assert build_cbz(pages, meta) == build_cbz(pages, meta)
     with pytest.raises(PackagingError, match="no pages to put in the CBZ"):
         build_cbz([], meta)
+
+
+# --- stopping -------------------------------------------------------------------------
+
+
+def _stop_after(items: list[bytes], count: int, flag: StopFlag) -> Iterator[bytes]:
+    """The items, setting ``flag`` once ``count`` of them have been handed out."""
+    for i, item in enumerate(items):
+        if i == count:
+            flag.set("the job timed out")
+        yield item
+
+
+def test_composing_and_packaging_stop_at_the_next_page_once_asked(pages: list[bytes]) -> None:
+    flag = StopFlag()
+    with cancellation.watching(flag):
+        composing = iter_pages(
+            rendered(panels_for({1: 5, 2: 3})), page_width=PAGE[0], page_height=PAGE[1]
+        )
+        next(composing)
+        flag.set("the job timed out")
+        with pytest.raises(Cancelled, match="stopped: the job timed out"):
+            next(composing)
+
+    def pdf(stream: Iterator[bytes]) -> None:
+        write_pdf(stream, len(pages), io.BytesIO())
+
+    def cbz(stream: Iterator[bytes]) -> None:
+        write_cbz(stream, ComicMetadata(title="The Long Night"), io.BytesIO())
+
+    for package in (pdf, cbz):
+        flag = StopFlag()
+        with cancellation.watching(flag), pytest.raises(Cancelled):
+            package(_stop_after(pages, 1, flag))
+
+    flag = StopFlag()
+    flag.set("the worker is shutting down")
+    with cancellation.watching(flag), pytest.raises(Cancelled):
+        segment("Chapter 1\n\nThe ship came in.")

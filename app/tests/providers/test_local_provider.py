@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from morpheus import cancellation
+from morpheus.cancellation import Cancelled, StopFlag
 from morpheus.pipeline.segment import Balloon, Panel, segment
 from morpheus.providers import LocalProvider, get_provider
 from morpheus.providers.local import CAPTION_FILL, FONT_DIR
@@ -233,3 +235,10 @@ def test_bytes_are_the_same_in_another_process() -> None:
     panel = next(segment(text).panels())
     digests.add(hashlib.sha256(LocalProvider().render(panel, 200, 150)).hexdigest())
     assert len(digests) == 1
+
+
+def test_drawing_stops_when_asked() -> None:
+    flag = StopFlag()
+    flag.set("the worker is shutting down")
+    with cancellation.watching(flag), pytest.raises(Cancelled, match="shutting down"):
+        LocalProvider().render(make_panel(), W, H)

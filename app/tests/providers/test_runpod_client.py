@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
+from morpheus import cancellation
+from morpheus.cancellation import Cancelled, StopFlag
 from morpheus.pipeline.segment import Balloon, Panel
 from morpheus.providers import ProviderError, get_provider
 from morpheus.providers.breaker import CircuitBreaker, State
@@ -59,7 +62,7 @@ class Sleeps:
 
 def client_for(
     fake: FakeRunPod,
-    sleeps: Sleeps | None = None,
+    sleeps: Callable[[float], None] | None = None,
     breaker: CircuitBreaker | None = None,
     **overrides: object,
 ) -> RunPodClient:
@@ -257,6 +260,24 @@ def test_breaker_reopens_when_the_trial_call_fails(fake: FakeRunPod) -> None:
     with pytest.raises(ProviderError, match="failing fast"):
         client.generate(JOB)
     assert len(fake.requests()) == calls
+
+
+def test_a_stopped_step_stops_polling_and_cancels_the_job_on_runpod(fake: FakeRunPod) -> None:
+    fake.set_behaviour(mode="hang")
+    client = client_for(fake, cancellation.sleep, poll_initial=0.5, poll_max=0.5)
+    flag = StopFlag()
+    threading.Timer(0.3, flag.set, args=("the job timed out",)).start()
+    started = time.monotonic()
+    with cancellation.watching(flag), pytest.raises(Cancelled, match="the job timed out"):
+        client.generate(JOB)
+    assert time.monotonic() - started < 3.0
+    cancels = fake.requests("cancel")
+    assert [r.status for r in cancels] == [200]
+    job = fake.job(cancels[0].path.rsplit("/", 1)[1])
+    assert job is not None and job.cancelled
+    with cancellation.watching(flag), pytest.raises(Cancelled):
+        client.generate(JOB)  # a stopped step submits nothing more
+    assert len(fake.requests("run")) == 1
 
 
 def test_unreachable_endpoint_fails_within_bounds() -> None:

@@ -3,7 +3,8 @@
 Every chapter starts on a new page with its title in a banner. The number of panels on a
 page varies in a fixed rhythm, and each count has its own layout (rows of one, two or
 three panels), with margins, gutters and a page number. An optional title page comes
-first. Pure and deterministic: the same panels give the same page bytes.
+first. Pure and deterministic: the same panels give the same page bytes. Composing
+checks the stop flag (:mod:`morpheus.cancellation`) before every page and panel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageOps
 
+from morpheus import cancellation
 from morpheus.pipeline.segment import Panel
 from morpheus.providers.local import (
     BALLOON_FONT,
@@ -296,6 +298,7 @@ def _page(
     )
     boxes = _layout(rows, aspects, margin, top, inner_w, inner_h, gutter)
     for img, (left, upper, right, lower) in zip(images, boxes, strict=True):
+        cancellation.check()
         # Cells keep the panel's shape, so a plain resize (no crop) fits it exactly.
         cell = img.resize((right - left, lower - upper), Image.Resampling.BICUBIC, reducing_gap=2.0)
         page.paste(cell, (left, upper))
@@ -325,8 +328,10 @@ def iter_pages(
     """Yield the PNG pages one at a time (the title page first when ``title`` is given)."""
     chapter_titles = chapter_titles or {}
     if title:
+        cancellation.check()
         yield _title_page(title, writer, panels[0][1] if panels else None, page_width, page_height)
     for plan in plan_pages([panel for panel, _ in panels]):
+        cancellation.check()
         yield _page(plan, panels, chapter_titles.get(plan.chapter), page_width, page_height)
 
 

@@ -3,7 +3,8 @@
 The PDF embeds each page's PNG image data losslessly (PDF's Flate filter with PNG
 predictors reads a PNG's IDAT stream as it is), one page at a time, so a long comic does
 not need every page decoded in memory. Both outputs are deterministic: the same pages
-and metadata give the same bytes.
+and metadata give the same bytes. Both check the stop flag (:mod:`morpheus.cancellation`)
+before every page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import BinaryIO
 from xml.etree import ElementTree
 
 from PIL import Image
+
+from morpheus import cancellation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAGE_DPI = 150
@@ -123,6 +126,7 @@ def write_pdf(
     obj(3, info + b" >>")
     count = 0
     for i, data in enumerate(pages):
+        cancellation.check()
         if i >= page_total:
             raise PackagingError(f"more pages than the {page_total} announced")
         png = _png_data(data)
@@ -222,6 +226,7 @@ def write_cbz(pages: Iterable[bytes], metadata: ComicMetadata, out: BinaryIO) ->
     infos: list[tuple[int, int, int]] = []
     with zipfile.ZipFile(out, "w") as archive:
         for i, data in enumerate(pages):
+            cancellation.check()
             infos.append((*png_size(data), len(data)))
             info = zipfile.ZipInfo(page_name(i), date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_STORED

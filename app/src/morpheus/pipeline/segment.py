@@ -3,7 +3,8 @@
 The result is a :class:`Script`: chapters hold scenes, scenes hold panels. Narration
 becomes captions, quoted dialogue becomes speech balloons (with the speaker where the
 text names one). The function is pure and deterministic: the same text always gives the
-same script, seeds included.
+same script, seeds included. A long novel checks the stop flag
+(:mod:`morpheus.cancellation`) at every paragraph.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from morpheus import cancellation
 
 CAPTION_MAX_CHARS = 180
 BALLOON_MAX_CHARS = 110
@@ -691,6 +694,7 @@ def segment(text: str) -> Script:
     blocks = _split_blocks(text)
     builder = _Builder(_known_speakers([b for b in blocks if b is not None]))
     for block in blocks:
+        cancellation.check()
         if block is None:
             builder.end_scene()
             continue

@@ -4,7 +4,8 @@ The drawing has two layers. ``draw_art`` paints the scene (a background chosen f
 setting and the time of day, simple figures for the characters present); ``letter``
 adds caption boxes and speech balloons with tails, lettered in the bundled DejaVu font.
 The RunPod provider reuses ``letter`` on the art it gets back, so lettering is always
-crisp and readable.
+crisp and readable. Drawing checks the stop flag (:mod:`morpheus.cancellation`) before
+the art, the lettering and the PNG encoding of every panel.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from morpheus import cancellation
 from morpheus.pipeline.segment import Panel
 
 FONT_DIR = Path(__file__).resolve().parent.parent / "fonts"
@@ -771,12 +773,16 @@ class LocalProvider:
         if width < 16 or height < 16:
             raise ValueError(f"panel size {width}x{height} is too small to draw")
         s = self.supersample if width * height <= 1_000_000 else 1
+        cancellation.check()
         img = draw_art(panel, width * s, height * s)
         if lettering:
+            cancellation.check()
             letter(img, panel)
         if s > 1:
             img = img.reduce(s)
         return img
 
     def render(self, panel: Panel, width: int, height: int) -> bytes:
-        return to_png(self.render_image(panel, width, height))
+        img = self.render_image(panel, width, height)
+        cancellation.check()
+        return to_png(img)

@@ -14,6 +14,9 @@ a bounded number of times with exponential backoff; a circuit breaker makes an o
 fail fast and lets a trial call through after a pause. The API key goes only into the
 ``Authorization`` header and is never logged.
 
+Waits (backoff, polling) end early when the job's stop flag is set
+(:mod:`morpheus.cancellation`); a job we stop waiting for is cancelled on RunPod.
+
 The endpoint draws the art; captions and balloons are lettered here, with the local
 provider's lettering, so the text in a panel is always exactly the novel's.
 """
@@ -37,6 +40,8 @@ import structlog
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from morpheus import cancellation
+from morpheus.cancellation import Cancelled
 from morpheus.pipeline.segment import Panel
 from morpheus.providers.base import ProviderError
 from morpheus.providers.breaker import CircuitBreaker, CircuitOpenError
@@ -104,7 +109,7 @@ class RunPodClient:
         *,
         breaker: CircuitBreaker | None = None,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancellation.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not config.endpoint_id:
@@ -278,11 +283,15 @@ class RunPodClient:
         except ProviderError as exc:
             outcome = exc.outcome
             raise
+        except Cancelled:
+            outcome = "cancelled"
+            raise
         finally:
             observe(PROVIDER, "job", outcome, time.perf_counter() - start)
 
     def _generate(self, job_input: dict[str, Any]) -> bytes:
         deadline = self._clock() + self.config.job_deadline
+        cancellation.check()
         job = self.submit(job_input)
         job_id = str(job["id"])
         delay = self.config.poll_initial
@@ -319,7 +328,12 @@ class RunPodClient:
                     "it was cancelled",
                     "deadline",
                 )
-            self._sleep(min(delay, remaining))
+            try:
+                cancellation.check()
+                self._sleep(min(delay, remaining))
+            except Cancelled:
+                self._cancel_quietly(job_id)  # nobody will collect the image: free the GPU
+                raise
             delay = min(self.config.poll_max, delay * 1.5)
             try:
                 job = self.status(job_id)
@@ -414,6 +428,9 @@ class RunPodProvider:
             return to_png(img.reduce(2))
         except ProviderError:
             outcome = "error"
+            raise
+        except Cancelled:
+            outcome = "cancelled"
             raise
         finally:
             observe(PROVIDER, "render", outcome, time.perf_counter() - start)
