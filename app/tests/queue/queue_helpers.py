@@ -76,13 +76,15 @@ def settings_env(settings: Settings, secrets_dir: str, **overrides: Any) -> dict
 
 
 class WorkerProcess:
-    """A ``morpheus worker`` child process, its output kept in a file."""
+    """A ``morpheus worker`` child process (or ``command``), its output kept in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, command: list[str] | None = None
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "morpheus.cli", "worker"],
+            command or [sys.executable, "-m", "morpheus.cli", "worker"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -7,14 +7,17 @@ queue underneath is BullMQ on the machine's Redis, never a fake.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import TypeVar
 
 import pytest
 import redis.asyncio as redis
+from morpheus import cancellation
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
-from morpheus.worker.runtime import WorkerRuntime
+from morpheus.worker import threads
+from morpheus.worker.runtime import STEP_STOP_SECONDS, WorkerRuntime
 from queue_helpers import job_hash, queue_events, wait_for
 
 T = TypeVar("T")
@@ -39,7 +42,7 @@ class SleepyJob:
         self.failures.append((comic_id, error))
 
 
-async def _start(settings: Settings, handler: SleepyJob) -> tuple[WorkerRuntime, asyncio.Task]:
+async def _start(settings: Settings, handler: object) -> tuple[WorkerRuntime, asyncio.Task]:
     runtime = WorkerRuntime(settings, handler)
     task = asyncio.create_task(runtime.serve())
     return runtime, task
@@ -255,3 +258,90 @@ async def test_unrecoverable_error_fails_at_once(
         await asyncio.wait_for(task, 10)
     assert handler.started == [comic_id] * attempts
     assert handler.failures == [(comic_id, "the novel cannot be read")]
+
+
+class SpinningJob:
+    """Spins on the CPU in a thread, as drawing does, checking its stop flag every 10 ms.
+
+    ``steps`` is its step log: (what, attempt, wall-clock time) for each attempt's start,
+    each slice of work done and the end of its thread."""
+
+    def __init__(self, *seconds: float) -> None:
+        self.seconds = seconds
+        self.steps: list[tuple[str, int, float]] = []
+        self.failures: list[tuple[str, str]] = []
+
+    async def run(self, comic_id: str) -> str:
+        attempt = sum(1 for what, *_ in self.steps if what == "started") + 1
+        self.steps.append(("started", attempt, time.time()))
+        await threads.to_thread(self._spin, attempt, self.seconds[attempt - 1])
+        return "completed"
+
+    def _spin(self, attempt: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                cancellation.check()
+                busy = time.monotonic() + 0.01
+                while time.monotonic() < busy:
+                    pass
+                self.steps.append(("work", attempt, time.time()))
+        finally:
+            self.steps.append(("ended", attempt, time.time()))
+
+    async def fail(self, comic_id: str, error: str) -> None:
+        self.failures.append((comic_id, error))
+
+    def at(self, what: str, attempt: int) -> float:
+        return next(at for w, n, at in self.steps if (w, n) == (what, attempt))
+
+
+async def test_a_timed_out_step_stops_before_the_next_attempt_starts(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(
+        update={"job_timeout_seconds": 0.3, "job_attempts": 2, "job_backoff_seconds": 0.05}
+    )
+    handler = SpinningJob(10.0, 0.1)
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    try:
+        await queue_client.enqueue_comic(settings, comic_id)
+        await wait_for(
+            lambda: _state(settings, comic_id), lambda s: s == "completed", timeout=20, what="done"
+        )
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, 20)
+
+    second = handler.at("started", 2)
+    late = [(what, at - second) for what, n, at in handler.steps if n == 1 and at >= second]
+    assert late == [], "the first attempt's step ran on after the second attempt started"
+    assert handler.at("ended", 1) - handler.at("started", 1) < 1.0  # stopped, not run out
+    assert handler.failures == []
+
+
+async def test_grace_period_over_stops_the_step_before_the_job_goes_back(
+    queue_settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings = queue_settings.model_copy(
+        update={"shutdown_grace_seconds": 0.3, "worker_lock_seconds": 60.0}
+    )
+    handler = SpinningJob(60.0)
+    comic_id = str(uuid.uuid4())
+    runtime, task = await _start(settings, handler)
+    await queue_client.enqueue_comic(settings, comic_id)
+    await wait_for(lambda: _async(handler.steps), bool, timeout=10, what="job to start")
+    stopping = time.monotonic()
+    runtime.request_stop()
+    await asyncio.wait_for(task, 10)
+    assert time.monotonic() - stopping < 0.3 + STEP_STOP_SECONDS + 0.5
+
+    assert await _state(settings, comic_id) == "waiting"
+    requeued = [
+        at
+        for at, fields in await queue_events(redis_client, settings)
+        if fields.get("jobId") == comic_id and fields.get("prev") == "active"
+    ]
+    assert len(requeued) == 1
+    assert int(handler.at("ended", 1) * 1000) <= requeued[0]  # the thread ended first

@@ -8,20 +8,30 @@ lasts long enough to be interrupted.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as redis
+from morpheus.db import repository
+from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
 from morpheus.storage import get_storage
 from queue_helpers import (
+    SMALL_OPTIONS,
+    TINY_NOVEL,
     TINY_PANELS,
     WorkerProcess,
     comic_status,
@@ -45,14 +55,22 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings, str], WorkerProcess]]:
-    """Starts worker processes with the given settings; kills what is left at the end."""
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts worker processes with the given settings; kills what is left at the end.
+
+    ``command`` runs instead of ``morpheus worker``, ``env`` adds to its environment."""
     secrets = tmp_path / "worker-secrets"
     secrets.mkdir()
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, name: str) -> WorkerProcess:
-        worker = WorkerProcess(settings_env(settings, str(secrets)), tmp_path / f"{name}.log")
+    def start(
+        settings: Settings,
+        name: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        environment = {**settings_env(settings, str(secrets)), **(env or {})}
+        worker = WorkerProcess(environment, tmp_path / f"{name}.log", command)
         started.append(worker)
         return worker
 
@@ -225,6 +243,165 @@ async def test_sigterm_past_the_grace_period_requeues_and_another_worker_complet
     assert await second.wait(30) == 0, second.output()
     assert load_comic(settings, comic_id).attempts == 2
     _assert_one_set_of_pages(settings, comic_id)
+
+
+# The tiny novel twenty times over (180 panels, about 40 pages): at A4 page size its
+# pages take seconds to compose, all in one call of the pipeline, in one thread.
+LONG_NOVEL = "\n\n".join([TINY_NOVEL] * 20)
+A4_PAGES = {"panel_width": 160, "panel_height": 120, "page_width": 1240, "page_height": 1754}
+
+
+def _create_comic(settings: Settings, text: str, options: dict[str, int]) -> str:
+    with session_scope(settings) as session:
+        comic = repository.create_comic(
+            session, title="The Long Harbour", source_text=text, options=options
+        )
+        return str(comic.id)
+
+
+def _step_log(*workers: WorkerProcess) -> list[dict[str, Any]]:
+    """The comic job's log lines of these workers (JSON), oldest first."""
+    lines = []
+    for worker in workers:
+        for line in worker.output().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("logger") == "morpheus.worker.comic_job":
+                entry["at"] = datetime.fromisoformat(entry["timestamp"])
+                lines.append(entry)
+    return sorted(lines, key=lambda entry: entry["at"])
+
+
+def _assert_attempts_never_overlap(log: list[dict[str, Any]], comic_id: str) -> int:
+    """No file of the comic written by an attempt once a later attempt has started.
+
+    Returns the number of attempts seen."""
+    started = {
+        entry["attempt"]: entry["at"]
+        for entry in log
+        if entry["event"] == "comic started" and entry["comic_id"] == comic_id
+    }
+    writes = [
+        entry for entry in log if entry["event"] == "file stored" and entry["comic_id"] == comic_id
+    ]
+    assert writes, "no file stored in the step log"
+    late = [
+        (write["attempt"], write["key"], later)
+        for write in writes
+        for later, at in started.items()
+        if later > write["attempt"] and write["at"] >= at
+    ]
+    assert late == [], f"written by an attempt after a later one started: {late}"
+    return len(started)
+
+
+async def test_sigterm_stops_a_cpu_bound_step_within_the_grace_period(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # A long lock: the job must come back through the requeue, not the stalled check.
+    grace = 1.0
+    settings = queue_settings.model_copy(
+        update={"shutdown_grace_seconds": grace, "worker_lock_seconds": 120}
+    )
+    comic_id = _create_comic(settings, LONG_NOVEL, A4_PAGES)
+    first = start_worker(settings, "first")
+    await queue_client.enqueue_comic(settings, comic_id)
+    await wait_for(
+        lambda: comic_status(settings, comic_id),
+        lambda comic: comic.stage == "compose",
+        timeout=60,
+        what="the pages to be composing",
+    )
+
+    signalled = time.monotonic()
+    first.signal(signal.SIGTERM)
+    assert await first.wait(grace + 30) == 0, first.output()
+    exit_seconds = time.monotonic() - signalled
+    print(f"worker exited {exit_seconds:.2f} s after SIGTERM (grace {grace:g} s)")
+    assert exit_seconds <= grace + 1.0, first.output()
+    assert "job moved back to the queue" in first.output()
+    assert await queue_client.job_state(settings, comic_id) == "waiting"
+
+    second = start_worker(settings, "second")
+    await _completed(settings, comic_id, timeout=120)
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+    assert load_comic(settings, comic_id).attempts == 2
+    assert _assert_attempts_never_overlap(_step_log(first, second), comic_id) == 2
+
+
+async def test_a_timed_out_attempt_stops_before_the_next_one_starts(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # Each new panel waits 1.5 s in its thread and an attempt may last 1.6 s: every
+    # attempt times out just after its second panel began, and BullMQ starts the next
+    # attempt well within the 1.4 s that panel still had to go.
+    settings = _slow(
+        queue_settings,
+        test_panel_delay_seconds=1.5,
+        job_timeout_seconds=1.6,
+        job_attempts=6,
+        job_backoff_seconds=0.05,
+    )
+    comic_id = _create_comic(settings, TINY_NOVEL.split("* * *")[0], SMALL_OPTIONS)
+    worker = start_worker(settings, "worker")
+    await queue_client.enqueue_comic(settings, comic_id)
+    await _completed(settings, comic_id, timeout=60)
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait(30) == 0, worker.output()
+
+    assert "comic job timed out after 1.6 s" in worker.output()
+    attempts = _assert_attempts_never_overlap(_step_log(worker), comic_id)
+    assert attempts == load_comic(settings, comic_id).attempts >= 3
+    storage = get_storage(settings)
+    assert len(storage.list_keys(f"comics/{comic_id}/panels/")) == 3
+
+
+STUBBORN_WORKER = [sys.executable, str(Path(__file__).with_name("stubborn_worker.py"))]
+
+
+async def test_a_step_that_ignores_its_stop_flag_holds_neither_the_exit_nor_the_job(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # The job's thread spins for a minute without looking at its stop flag. The worker
+    # still exits in time, and leaves the job active (its step ran to the very end of
+    # the process), for the stalled check to hand on once the 2 s lock lapses.
+    grace = 1.0
+    settings = queue_settings.model_copy(update={"shutdown_grace_seconds": grace})
+    job_id = str(uuid.uuid4())
+    first = start_worker(settings, "stubborn", STUBBORN_WORKER)
+    await queue_client.enqueue_comic(settings, job_id)
+    await wait_for(
+        lambda: queue_client.job_state(settings, job_id),
+        lambda state: state == "active",
+        timeout=30,
+        what="the job to be taken",
+    )
+    await asyncio.sleep(0.5)  # the spinning thread is well under way
+
+    signalled = time.monotonic()
+    first.signal(signal.SIGTERM)
+    assert await first.wait(grace + 30) == 0, first.output()
+    exit_seconds = time.monotonic() - signalled
+    print(f"worker exited {exit_seconds:.2f} s after SIGTERM (grace {grace:g} s)")
+    assert exit_seconds <= grace + 1.0, first.output()
+    assert "job left for the stalled check" in first.output()
+    assert "job moved back to the queue" not in first.output()
+    assert await queue_client.job_state(settings, job_id) == "active"
+
+    second = start_worker(settings, "second", STUBBORN_WORKER, {"STUBBORN_SECONDS": "0.1"})
+    await wait_for(
+        lambda: queue_client.job_state(settings, job_id),
+        lambda state: state == "completed",
+        timeout=30,
+        what="the stalled job to be completed by another worker",
+    )
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+    events = [f for _, f in await queue_events(redis_client, settings) if f.get("jobId") == job_id]
+    assert [e["event"] for e in events].count("stalled") == 1
 
 
 @pytest.fixture

@@ -9,6 +9,9 @@ cancelled comic stops at the next step.
 
 Everything blocking (SQL, drawing, composing, packaging, storage) runs in a thread, so
 the event loop stays free to renew BullMQ's job locks and write the worker heartbeat.
+Those threads watch the attempt's stop flag (:mod:`morpheus.worker.threads`): drawing,
+composing and packaging check it at every panel and page, and nothing is written once
+it is set, so an attempt that timed out or was stopped writes no file after it ended.
 
 Comic options read here (all optional): ``panel_width``/``panel_height`` (pixels of a
 rendered panel) and ``page_width``/``page_height`` (pixels of a composed page).
@@ -16,7 +19,6 @@ rendered panel) and ``page_width``/``page_height`` (pixels of a composed page).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 import structlog
 from bullmq.custom_errors import UnrecoverableError
 
+from morpheus import cancellation
 from morpheus.db import repository
 from morpheus.db.models import ComicStage, ComicStatus
 from morpheus.db.repository import ComicNotFound, InvalidTransition
@@ -34,6 +37,7 @@ from morpheus.pipeline.segment import Panel, Script, segment
 from morpheus.providers import PanelProvider, ProviderError, get_provider
 from morpheus.settings import Settings
 from morpheus.storage import Storage, cbz_key, get_storage, page_key, panel_key, pdf_key
+from morpheus.worker import threads
 from morpheus.worker.metrics import JOB_STAGE_SECONDS
 
 log = structlog.stdlib.get_logger("morpheus.worker.comic_job")
@@ -78,13 +82,15 @@ async def _db(settings: Settings, operation: Callable[..., T], *args: Any, **kwa
         with session_scope(settings) as session:
             return operation(session, *args, **kwargs)
 
-    return await asyncio.to_thread(call)
+    return await threads.to_thread(call)
 
 
 class _Attempt:
     """One attempt at one comic: the stages, each recording progress and timing."""
 
-    def __init__(self, settings: Settings, comic_id: str, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, comic_id: str, number: int, options: Mapping[str, Any]
+    ) -> None:
         self.settings = settings
         self.comic_id = comic_id
         self.storage: Storage = get_storage(settings)
@@ -98,7 +104,7 @@ class _Attempt:
         )
         test_env = settings.environment in ("test", "development")
         self.panel_delay = settings.test_panel_delay_seconds if test_env else 0.0
-        self.log = log.bind(comic_id=comic_id)
+        self.log = log.bind(comic_id=comic_id, attempt=number)
 
     async def progress(self, stage: ComicStage, progress: float) -> None:
         """Record stage and progress; raise :class:`Stopped` if the comic is not running."""
@@ -116,7 +122,7 @@ class _Attempt:
     async def segment(self, text: str) -> Script:
         started = time.monotonic()
         await self.progress(ComicStage.SEGMENT, PROGRESS[ComicStage.SEGMENT])
-        script = await asyncio.to_thread(segment, text)
+        script = await threads.to_thread(segment, text)
         if script.panel_count == 0:
             raise UnrecoverableError("the novel gave no panels to draw")
         await self.timed(ComicStage.SEGMENT, started)
@@ -129,7 +135,7 @@ class _Attempt:
         images: list[bytes] = []
         for done, panel in enumerate(panels):
             await self.progress(ComicStage.RENDER, start + (end - start) * done / len(panels))
-            images.append(await asyncio.to_thread(self._panel, provider, panel))
+            images.append(await threads.to_thread(self._panel, provider, panel))
         await self.timed(ComicStage.RENDER, started)
         return images
 
@@ -138,14 +144,14 @@ class _Attempt:
         if self.storage.exists(key):
             return self.storage.get(key)
         if self.panel_delay:
-            time.sleep(self.panel_delay)
+            cancellation.sleep(self.panel_delay)
         try:
             image = provider.render(panel, *self.panel_size)
         except ProviderError as exc:
             if not exc.retryable:
                 raise UnrecoverableError(f"panel {panel.number}: {exc.message}") from exc
             raise
-        self.storage.put(key, image, PNG)
+        self._put(key, image, PNG)
         return image
 
     async def compose(
@@ -153,7 +159,7 @@ class _Attempt:
     ) -> list[bytes]:
         started = time.monotonic()
         await self.progress(ComicStage.COMPOSE, PROGRESS[ComicStage.COMPOSE])
-        pages = await asyncio.to_thread(
+        pages = await threads.to_thread(
             compose.compose_pages,
             list(zip(panels, images, strict=True)),
             title=title,
@@ -164,7 +170,7 @@ class _Attempt:
         for number, png in enumerate(pages, start=1):
             await self.progress(ComicStage.COMPOSE, PROGRESS[ComicStage.COMPOSE])
             key = page_key(self.comic_id, number)
-            await asyncio.to_thread(self._store, key, PNG, lambda png=png: png)
+            await threads.to_thread(self._store, key, PNG, lambda png=png: png)
             width, height = png_size(png)
             await _db(
                 self.settings, repository.upsert_page, self.comic_id, number, key, width, height
@@ -176,17 +182,22 @@ class _Attempt:
         started = time.monotonic()
         await self.progress(ComicStage.PACKAGE, PROGRESS[ComicStage.PACKAGE])
         pdf_path = pdf_key(self.comic_id)
-        await asyncio.to_thread(self._store, pdf_path, PDF, lambda: build_pdf(pages, title=title))
+        await threads.to_thread(self._store, pdf_path, PDF, lambda: build_pdf(pages, title=title))
         await self.progress(ComicStage.PACKAGE, PROGRESS[ComicStage.PACKAGE])
         metadata = ComicMetadata(title=title)
         cbz_path = cbz_key(self.comic_id)
-        await asyncio.to_thread(self._store, cbz_path, CBZ, lambda: build_cbz(pages, metadata))
+        await threads.to_thread(self._store, cbz_path, CBZ, lambda: build_cbz(pages, metadata))
         await self.timed(ComicStage.PACKAGE, started)
 
     def _store(self, key: str, content_type: str, build: Callable[[], bytes]) -> None:
         """Write ``build()`` under ``key`` unless an earlier attempt already did."""
         if not self.storage.exists(key):
-            self.storage.put(key, build(), content_type)
+            self._put(key, build(), content_type)
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        cancellation.check()  # a stopped attempt writes nothing more
+        self.storage.put(key, data, content_type)
+        self.log.debug("file stored", key=key)
 
 
 async def run_comic(settings: Settings, comic_id: str) -> str:
@@ -203,8 +214,8 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
     except InvalidTransition as exc:
         log.info("comic not runnable, job skipped", comic_id=comic_id, status=exc.status)
         return exc.status
-    attempt = _Attempt(settings, comic_id, comic.options or {})
-    attempt.log.info("comic started", attempt=comic.attempts)
+    attempt = _Attempt(settings, comic_id, comic.attempts, comic.options or {})
+    attempt.log.info("comic started")
     source = await _db(settings, repository.get_comic, comic_id, with_source=True)
     if source is None:
         raise UnrecoverableError(f"comic {comic_id} does not exist")

@@ -5,12 +5,16 @@ jobs of dead workers (stalled check), retry failed attempts with exponential bac
 this runtime adds:
 
 - each attempt runs under ``asyncio.timeout(job_timeout_seconds)``; on expiry the attempt
-  fails with :class:`JobTimeoutError` and BullMQ's retry/backoff takes over;
+  is stopped, and once its threaded steps have returned (:mod:`morpheus.worker.threads`)
+  it fails with :class:`JobTimeoutError` and BullMQ's retry/backoff takes over;
 - on the last attempt (or a permanent error) the failure is recorded in PostgreSQL through
   the job handler before BullMQ moves the job to ``failed``;
 - SIGTERM/SIGINT: stop taking jobs, let in-flight jobs finish for ``shutdown_grace_seconds``;
-  past that (or on a second signal) cancel them and move them back to ``wait``
-  (:mod:`morpheus.worker.requeue`), then exit 0;
+  past that (or on a second signal) stop them and, once their steps have returned, move
+  them back to ``wait`` (:mod:`morpheus.worker.requeue`), then exit 0. A step still
+  running :data:`STEP_STOP_SECONDS` later keeps its job: the process exits without it
+  (its thread is a daemon), and BullMQ's stalled check hands the job on once the lock
+  lapses, so a job never runs in two places at once;
 - a heartbeat key per worker, queue gauges refreshed as it beats, and a ``/metrics`` port;
 - the reconciler's periodic pass (:mod:`morpheus.worker.reconciler`), which queues again
   the comics PostgreSQL says must run and Redis has no job for.
@@ -19,6 +23,7 @@ this runtime adds:
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -44,11 +49,17 @@ from morpheus.worker.comic_job import ComicJob
 from morpheus.worker.heartbeat import Heartbeat
 from morpheus.worker.metrics import JOB_ATTEMPTS
 from morpheus.worker.requeue import RequeueError, move_active_to_wait
+from morpheus.worker.threads import AttemptThreads
 
 log = structlog.stdlib.get_logger("morpheus.worker")
 
 # Pause of BullMQ's fetch loop after a Redis connection error (its default is 15 s).
 RUN_RETRY_DELAY_MS = 1000
+# How long the steps of a job stopped at shutdown get to return before the worker exits
+# without them (they check their stop flag at every panel and page).
+STEP_STOP_SECONDS = 0.5
+# While a timed-out attempt's steps finish, how often to say that the job waits for them.
+STEP_WAIT_WARNING_SECONDS = 10.0
 
 
 class JobTimeoutError(Exception):
@@ -138,15 +149,26 @@ class WorkerRuntime:
         }
 
     # --- one job ------------------------------------------------------------------------------
-    async def _attempt(self, comic_id: str) -> str:
+    async def _attempt(self, comic_id: str, steps: AttemptThreads) -> str:
+        steps.bind()
         timeout = self.settings.job_timeout_seconds
         try:
             async with asyncio.timeout(timeout) as deadline:
                 return await self.handler.run(comic_id)
-        except TimeoutError as exc:
-            if deadline.expired():
+        except Exception as exc:
+            # The next attempt may start as soon as this one fails: its steps end first.
+            timed_out = isinstance(exc, TimeoutError) and deadline.expired()
+            steps.stop("the job timed out" if timed_out else "the attempt failed")
+            await self._wait_for_steps(steps, comic_id)
+            if timed_out:
                 raise JobTimeoutError(f"comic job timed out after {timeout:g} s") from exc
             raise
+
+    async def _wait_for_steps(self, steps: AttemptThreads, comic_id: str) -> None:
+        while not await steps.wait(STEP_WAIT_WARNING_SECONDS):
+            self._log.warning(
+                "waiting for the steps of a stopped attempt", comic_id=comic_id, steps=steps.running
+            )
 
     async def process(self, job: Job, token: str) -> str:
         """BullMQ processor: one attempt of a comic job."""
@@ -156,13 +178,20 @@ class WorkerRuntime:
         attempts = int(job.opts.get("attempts") or 1)
         jlog = self._log.bind(comic_id=comic_id, attempt=attempt, attempts=attempts)
         jlog.info("job started")
-        task = asyncio.ensure_future(self._attempt(comic_id))
+        steps = AttemptThreads()
+        task = asyncio.ensure_future(self._attempt(comic_id, steps))
         self._inflight[str(job.id)] = task
         try:
             outcome = await task
         except asyncio.CancelledError:
+            steps.stop("the worker is shutting down")
             if str(job.id) not in self._requeue:
                 raise
+            if not await steps.wait(STEP_STOP_SECONDS):
+                # Not ours to hand on while a step runs: the stalled check will, once this
+                # process (and the step's thread with it) is gone and the lock has lapsed.
+                jlog.warning("job left for the stalled check", reason="a step is still running")
+                raise DelayedError("left active: a step is still running") from None
             try:
                 await move_active_to_wait(self.worker, job, token)
             except RequeueError as exc:  # no longer ours: the stalled check will see to it
@@ -294,10 +323,17 @@ async def run_worker(settings: Settings, handler: JobHandler | None = None) -> N
     await runtime.serve()
 
 
-def main(settings: Settings) -> int:
-    """Entry point of ``morpheus worker``: returns the exit code (0 after a clean drain)."""
+def main(settings: Settings, handler: JobHandler | None = None) -> int:
+    """Entry point of ``morpheus worker``: returns the exit code (0 after a clean drain).
+
+    Steps still running after the drain are daemon threads: the process does not wait
+    for them.
+    """
     configure_logging(settings.log_level)
     init_sentry(settings)
     start_metrics_server(settings)
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, handler))
+    # The interpreter's last garbage collections, over every module loaded, take about
+    # half a second; nothing is left to collect that the exit would not free anyway.
+    gc.freeze()
     return 0
