@@ -76,6 +76,23 @@ def test_a_failed_trial_opens_the_circuit_again() -> None:
         breaker.before_call()
 
 
+def test_a_trial_that_never_reports_back_gives_way_to_a_new_one() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("t-lost", failure_threshold=1, reset_timeout=5, clock=clock)
+    breaker.record_failure()
+    clock.now += 5
+    breaker.before_call()  # a trial whose caller never reports back
+    clock.now += 4.9
+    with pytest.raises(CircuitOpenError, match=r"next trial call in 0\.1s"):
+        breaker.before_call()
+    clock.now += 0.1
+    breaker.before_call()  # the lost trial's slot goes to a new one
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()
+    breaker.record_success()
+    assert breaker.state is State.CLOSED
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"failure_threshold": 0}, "failure_threshold"), ({"reset_timeout": 0}, "reset_timeout")],

@@ -115,6 +115,18 @@ def test_behaviour_is_scriptable_over_http(server_url: str) -> None:
         assert http.get(f"/v2/{TEST_ENDPOINT_ID}/health", headers=AUTH).status_code == 200
 
 
+def test_answers_can_be_garbled_over_http(server_url: str) -> None:
+    with httpx.Client(base_url=server_url, timeout=5) as http:
+        garble = {"count": 1, "routes": ["health"]}
+        assert http.post("/_control/garble", json=garble).status_code == 200
+        with pytest.raises(httpx.DecodingError):
+            http.get(f"/v2/{TEST_ENDPOINT_ID}/health", headers=AUTH)
+        health = http.get(f"/v2/{TEST_ENDPOINT_ID}/health", headers=AUTH)
+        assert health.status_code == 200 and "jobs" in health.json()
+        seen = http.get("/_control/requests").json()["requests"]
+        assert [r["status"] for r in seen if r["route"] == "health"] == [200, 200]
+
+
 def test_cancel_stops_a_hanging_job() -> None:
     with FakeRunPod() as fake:
         fake.set_behaviour(mode="hang")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled, StopFlag
@@ -260,6 +261,53 @@ def test_breaker_reopens_when_the_trial_call_fails(fake: FakeRunPod) -> None:
     with pytest.raises(ProviderError, match="failing fast"):
         client.generate(JOB)
     assert len(fake.requests()) == calls
+
+
+def test_a_garbled_trial_call_opens_the_circuit_again_and_it_closes_later(
+    fake: FakeRunPod,
+) -> None:
+    clock = SimpleNamespace(now=0.0)
+    breaker = CircuitBreaker(
+        "runpod:garbled-test", failure_threshold=1, reset_timeout=10, clock=lambda: clock.now
+    )
+    client = client_for(fake, breaker=breaker, max_attempts=1)
+    fake.set_outage(True)
+    with pytest.raises(ProviderError):
+        client.generate(JOB)
+    assert breaker.state is State.OPEN
+    fake.set_outage(False)
+
+    # The trial call is served, but its answer arrives as a broken gzip stream.
+    fake.garble_next(1, routes=("run",))
+    clock.now += 10
+    with pytest.raises((ProviderError, httpx.HTTPError)) as caught:
+        client.generate(JOB)
+    assert fake.requests("run")[-1].status == 200
+    assert breaker.state is State.OPEN  # counted as the failure it is
+    assert isinstance(caught.value, ProviderError)
+    assert caught.value.retryable is True
+    assert "could not be decoded (DecodingError)" in caught.value.message
+    assert errors("bad_response", "run") >= 1
+
+    calls = len(fake.requests())
+    with pytest.raises(ProviderError, match="failing fast"):
+        client.generate(JOB)
+    assert len(fake.requests()) == calls
+    clock.now += 10  # the next trial gets a whole answer: the circuit closes
+    assert client.generate(JOB).startswith(b"\x89PNG")
+    assert breaker.state is State.CLOSED
+    assert client.generate(JOB).startswith(b"\x89PNG")
+
+
+def test_a_garbled_answer_is_retried_within_bounds(fake: FakeRunPod) -> None:
+    fake.garble_next(2, routes=("status",))
+    assert client_for(fake, max_attempts=3).generate(JOB).startswith(b"\x89PNG")
+    statuses = fake.requests("status")
+    assert len(statuses) >= 3 and all(r.status == 200 for r in statuses)
+
+    fake.garble_next(3, routes=("run",))
+    with pytest.raises(ProviderError, match=r"run failed after 3 attempts: the answer could not"):
+        client_for(fake, max_attempts=3).generate(JOB)
 
 
 def test_a_stopped_step_stops_polling_and_cancels_the_job_on_runpod(fake: FakeRunPod) -> None:

@@ -4,6 +4,11 @@ States: ``closed`` (calls go through; consecutive failures are counted), ``open`
 fail at once, without touching the remote side, until ``reset_timeout`` has passed) and
 ``half_open`` (a limited number of trial calls go through; a success closes the circuit,
 a failure opens it again). Thread-safe.
+
+The caller reports every call it was let through, success or failure. Should a trial
+call never report back (its thread stopped, an error nobody expected), its slot is given
+to a new trial once ``reset_timeout`` has passed, so the circuit cannot stay half-open,
+failing fast, for good.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trials = 0
+        self._trial_at = 0.0
         BREAKER_STATE.labels(name).set(0)
 
     def _set(self, state: State) -> None:
@@ -90,9 +96,14 @@ class CircuitBreaker:
                 self._set(State.HALF_OPEN)
                 self._trials = 0
             if self._state is State.HALF_OPEN:
+                now = self._clock()
                 if self._trials >= self.half_open_max_calls:
-                    raise CircuitOpenError(self.name, 0.0)
+                    lost = now - self._trial_at >= self.reset_timeout
+                    if not lost:
+                        raise CircuitOpenError(self.name, self._trial_at + self.reset_timeout - now)
+                    self._trials = 0  # the trials never reported back: let new ones go
                 self._trials += 1
+                self._trial_at = now
 
     def record_success(self) -> None:
         with self._lock:

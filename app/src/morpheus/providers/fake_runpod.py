@@ -4,7 +4,8 @@ It answers the same routes with the same JSON shapes as RunPod (``/v2/{endpoint}
 ``/status/{id}``, ``/cancel/{id}``, ``/health``), checks the ``Authorization`` header,
 and draws real PNGs with the local provider. Its behaviour is scriptable, from Python or
 over HTTP (``/_control/...``): slow jobs, failing jobs, jobs that time out or hang,
-429 and 5xx answers, a whole outage.
+429 and 5xx answers, a whole outage, and answers garbled on their way back (the request
+is served, its gzip-encoded body arrives broken, as through a faulty proxy).
 
 Run it on its own with ``python -m morpheus.providers.fake_runpod --port 8089``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import hmac
 import json
 import threading
@@ -74,6 +76,7 @@ class _State:
     jobs: dict[str, Job] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     failures: deque[_Failure] = field(default_factory=deque)
+    garbles: deque[tuple[str, ...]] = field(default_factory=deque)
     outage: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -180,6 +183,14 @@ class FakeRunPod:
                     _Failure(status, None if retry_after is None else str(retry_after), routes)
                 )
 
+    def garble_next(
+        self, count: int = 1, *, routes: tuple[str, ...] = ("run", "status", "cancel")
+    ) -> None:
+        """Serve the next ``count`` requests on ``routes``, but send each answer as a
+        gzip body that is broken after its header (``Content-Encoding: gzip``)."""
+        with self.state.lock:
+            self.state.garbles.extend([routes] * count)
+
     def set_outage(self, on: bool) -> None:
         """While on, every API request gets 503."""
         with self.state.lock:
@@ -189,6 +200,7 @@ class FakeRunPod:
         with self.state.lock:
             self.state.behaviour = Behaviour()
             self.state.failures.clear()
+            self.state.garbles.clear()
             self.state.outage = False
             self.state.requests.clear()
 
@@ -236,20 +248,30 @@ class FakeRunPod:
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Route one request; returns (status, JSON body, extra headers)."""
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Route one request; returns (status, body, extra headers)."""
         path = path.split("?", 1)[0]
         if path.startswith("/_control/"):
-            return self._control(method, path, body)
+            status, payload, extra = self._control(method, path, body)
+            return status, json.dumps(payload).encode(), extra
         parts = [p for p in path.split("/") if p]
         route = parts[2] if len(parts) >= 3 and parts[0] == "v2" else "unknown"
         auth = headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip()
         authorized = hmac.compare_digest(token.encode(), self.api_key.encode())
         status, payload, extra = self._api(method, parts, route, authorized, body)
+        data = json.dumps(payload).encode()
         with self.state.lock:
             self.state.requests.append(Recorded(method, path, route, status, authorized))
-        return status, payload, extra
+            garble = next((g for g in self.state.garbles if route in g), None)
+            if garble is not None and authorized:
+                self.state.garbles.remove(garble)
+            else:
+                garble = None
+        if garble is not None:
+            data = _garbled_gzip(data)
+            extra = {**extra, "Content-Encoding": "gzip"}
+        return status, data, extra
 
     def _api(
         self, method: str, parts: list[str], route: str, authorized: bool, body: bytes
@@ -322,6 +344,11 @@ class FakeRunPod:
                     retry_after=data.get("retry_after"),
                     routes=tuple(data.get("routes", ("run", "status", "cancel"))),
                 )
+            elif path == "/_control/garble" and method == "POST":
+                self.garble_next(
+                    int(data.get("count", 1)),
+                    routes=tuple(data.get("routes", ("run", "status", "cancel"))),
+                )
             elif path == "/_control/outage" and method == "POST":
                 self.set_outage(bool(data.get("on", True)))
             elif path == "/_control/reset" and method == "POST":
@@ -335,6 +362,12 @@ class FakeRunPod:
         return 200, {"behaviour": asdict(self.state.behaviour)}, {}
 
 
+def _garbled_gzip(data: bytes) -> bytes:
+    """``data`` gzip-compressed, its header intact and every byte after it flipped."""
+    packed = gzip.compress(data, mtime=0)
+    return packed[:10] + bytes(byte ^ 0x5A for byte in packed[10:])
+
+
 def _handler_for(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "FakeRunPod/1.0"
@@ -344,8 +377,7 @@ def _handler_for(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload, extra = fake.handle(self.command, self.path, headers, body)
-            data = json.dumps(payload).encode()
+            status, data, extra = fake.handle(self.command, self.path, headers, body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

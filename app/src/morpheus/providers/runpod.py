@@ -9,10 +9,11 @@ The client speaks RunPod's queue-based endpoint API:
   TIMED_OUT, plus ``delayTime`` / ``executionTime`` in milliseconds;
 - ``POST {base}/v2/{endpoint_id}/cancel/{id}`` cancels a job we no longer wait for.
 
-Every request has a timeout; 429 is retried after ``Retry-After``, 5xx and network errors
-a bounded number of times with exponential backoff; a circuit breaker makes an outage
-fail fast and lets a trial call through after a pause. The API key goes only into the
-``Authorization`` header and is never logged.
+Every request has a timeout; 429 is retried after ``Retry-After``, 5xx, network errors
+and answers that cannot be decoded a bounded number of times with exponential backoff; a
+circuit breaker makes an outage fail fast and lets a trial call through after a pause.
+Every request that gets no usable answer counts against the circuit, whatever the error.
+The API key goes only into the ``Authorization`` header and is never logged.
 
 Waits (backoff, polling) end early when the job's stop flag is set
 (:mod:`morpheus.cancellation`); a job we stop waiting for is cancelled on RunPod.
@@ -192,14 +193,14 @@ class RunPodClient:
         try:
             try:
                 response = self._http.request(method, path, json=body)
-            except httpx.TimeoutException as exc:
-                outcome = "timeout"
+            except Exception as exc:
+                # Whatever ended the exchange counts against the circuit: a trial call
+                # whose failure went unrecorded would keep it failing fast for good.
                 self.breaker.record_failure()
-                raise _Transient(f"request timed out ({type(exc).__name__})", outcome) from None
-            except httpx.TransportError as exc:
-                outcome = "connection_error"
-                self.breaker.record_failure()
-                raise _Transient(f"connection failed ({type(exc).__name__})", outcome) from None
+                outcome, transient = _exchange_failure(exc)
+                if transient is None:
+                    raise
+                raise transient from None
             status = response.status_code
             if status == 429:
                 outcome = "rate_limited"
@@ -340,6 +341,21 @@ class RunPodClient:
             except ProviderError:
                 self._cancel_quietly(job_id)
                 raise
+
+
+def _exchange_failure(exc: Exception) -> tuple[str, _Transient | None]:
+    """The metrics outcome of a request that got no answer, and the retryable error to
+    raise for it (None: raise ``exc`` itself)."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", _Transient(f"request timed out ({name})", "timeout")
+    if isinstance(exc, httpx.TransportError):
+        return "connection_error", _Transient(f"connection failed ({name})", "connection_error")
+    if isinstance(exc, httpx.DecodingError):
+        # A garbled body (a broken gzip stream, say): the next answer may well be whole.
+        message = f"the answer could not be decoded ({name})"
+        return "bad_response", _Transient(message, "bad_response")
+    return "error", None
 
 
 def _job_error(message: str, outcome: str, *, retryable: bool = True) -> ProviderError:
