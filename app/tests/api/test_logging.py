@@ -143,6 +143,11 @@ class _Collector(BaseHTTPRequestHandler):
         pass
 
 
+def _fail_reading(novel: str) -> None:
+    """Fails with the novel in a variable of its frame."""
+    raise RuntimeError(f"boom with Bearer {FAKE_KEY}")
+
+
 def test_sentry_is_off_without_a_dsn(settings: Settings) -> None:
     assert init_sentry(settings) is False
 
@@ -165,8 +170,9 @@ async def test_sentry_reports_errors_without_secrets(
         with sentry_sdk.new_scope() as scope:
             scope.set_extra("password", password)
             scope.set_extra("note", f"key {FAKE_KEY}")
+            novel = "Once upon a time, " + uuid.uuid4().hex
             try:
-                raise RuntimeError(f"boom with Bearer {FAKE_KEY}")
+                _fail_reading(novel)
             except RuntimeError as exc:
                 sentry_sdk.capture_exception(exc)
         sentry_sdk.flush(timeout=5)
@@ -184,3 +190,4 @@ async def test_sentry_reports_errors_without_secrets(
     payload = b"".join(_Collector.received).decode("utf-8", "replace")
     assert "RuntimeError" in payload
     assert password not in payload and FAKE_KEY not in payload
+    assert novel not in payload  # no frame's variables are sent

@@ -99,6 +99,31 @@ def binary_response(request: Request, data: bytes, media_type: str, **headers: s
     return Response(content=data, media_type=media_type, headers=common)
 
 
+def self_contained_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` written in place.
+
+    Pydantic refers to nested models as ``#/$defs/Name``, which, inside an OpenAPI
+    document, points at the document's root, where there is no ``$defs``.
+    """
+    schema = model.model_json_schema()
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {key: value for key, value in node.items() if key != "$ref"}
+                return {**inline(definitions[ref.removeprefix("#/$defs/")]), **rest}
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+LIMIT_NOTE = " (the JSON body's `limit` names the limit passed, a setting's name)"
+
 SUBMIT_BODY = {
     "parameters": [
         {
@@ -118,7 +143,7 @@ SUBMIT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": ComicRequest.model_json_schema()},
+            "application/json": {"schema": self_contained_schema(ComicRequest)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -135,9 +160,16 @@ SUBMIT_BODY = {
     },
     "responses": {
         "401": {"description": "No valid API key"},
-        "413": {"description": "The novel is larger than max_upload_bytes"},
+        "413": {
+            "description": "The novel is larger than a limit: the upload, what an EPUB "
+            "unpacks to, its text" + LIMIT_NOTE
+        },
         "415": {"description": "Neither JSON nor a form upload"},
-        "422": {"description": "Empty, binary or undecodable text, or bad fields"},
+        "422": {
+            "description": "Empty, binary or undecodable text, a damaged or over-compressed "
+            "EPUB, a novel that takes too long to read, or bad fields (a NUL character "
+            "or an unpaired surrogate in a title or text, for one)" + LIMIT_NOTE
+        },
         "429": {"description": "Too many requests (see Retry-After)"},
         "503": {"description": "The queue is unavailable (the comic is marked failed)"},
     },

@@ -49,6 +49,8 @@ def init_sentry(settings: Settings) -> bool:
         # itself in SentryAsgiMiddleware instead, which reports errors without the body.
         disabled_integrations=[StarletteIntegration, FastApiIntegration],
         before_send=scrub_event,  # type: ignore[arg-type]
+        # A frame's variables may hold a novel's text or a client's address.
+        include_local_variables=False,
         shutdown_timeout=2,
     )
     return True

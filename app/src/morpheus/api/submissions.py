@@ -3,14 +3,22 @@
 The body is counted while it arrives: a declared Content-Length over the limit is
 refused before reading anything, and a body that grows past it is refused at the chunk
 that crosses the line, so an oversized upload is never buffered whole.
+
+Text fields are checked here, at the boundary, so that nothing PostgreSQL cannot store
+gets further: a NUL character or an unpaired surrogate anywhere in the title or the
+novel's text is a 422 naming the field. A title may not hold other control characters
+either; its runs of white space (tabs, line breaks) become one space.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
@@ -57,6 +65,40 @@ class StyleOptions(BaseModel):
         return options
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _character(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
+
+
+def unstorable_character(value: str) -> str | None:
+    """Why ``value`` cannot be stored (a NUL or an unpaired surrogate), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    ch, position = found.group(), found.start()
+    kind = "NUL characters" if ch == "\x00" else "unpaired surrogates"
+    return f"must not contain {kind} ({_character(ch)} at position {position})"
+
+
+def title_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a title, or None: what :func:`unstorable_character` refuses,
+    and control characters other than white space."""
+    problem = unstorable_character(value)
+    if problem is not None:
+        return problem
+    for position, ch in enumerate(value):
+        if unicodedata.category(ch) == "Cc" and not ch.isspace():
+            return f"must not contain control characters ({_character(ch)} at position {position})"
+    return None
+
+
+def normalise_title(value: str) -> str:
+    """A title with its runs of white space made one space, and none at either end."""
+    return " ".join(value.split())
+
+
 class ComicRequest(BaseModel):
     """A novel sent as JSON."""
 
@@ -65,6 +107,31 @@ class ComicRequest(BaseModel):
     title: str = Field(min_length=1, max_length=MAX_TITLE_LENGTH)
     text: str
     style: StyleOptions = Field(default_factory=StyleOptions)
+
+    # Before pydantic's own checks, which cannot say where a surrogate is.
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title_characters(cls, value: Any) -> Any:
+        problem = title_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise PydanticCustomError("title_characters", problem)
+        return value
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text_characters(cls, value: Any) -> Any:
+        problem = unstorable_character(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise PydanticCustomError("text_characters", problem)
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        value = normalise_title(value)
+        if not value:
+            raise PydanticCustomError("title_blank", "must not be blank")
+        return value
 
 
 class NovelUpload(BaseModel):
@@ -126,14 +193,14 @@ async def read_json(request: Request, limit: int) -> NovelUpload:
             break
     try:
         payload: Any = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise Rejected("The body is not valid JSON.", status_code=422) from None
     try:
         parsed = ComicRequest.model_validate(payload)
     except ValidationError as exc:
         raise Rejected(describe(exc), status_code=422) from None
     return NovelUpload(
-        title=parsed.title.strip(),
+        title=parsed.title,
         data=parsed.text.encode("utf-8"),
         filename="novel.txt",
         content_type="text/plain",
@@ -151,7 +218,11 @@ async def read_form(request: Request, limit: int) -> NovelUpload:
             for key in ("title", "text", "page_format")
             if isinstance(value := form.get(key), str)
         }
-        title = fields.get("title", "").strip()
+        for name, check in (("title", title_problem), ("text", unstorable_character)):
+            problem = check(fields.get(name, ""))
+            if problem is not None:
+                raise Rejected(f"{name}: {problem}", status_code=422, fields=fields)
+        title = fields.get("title", "")
         upload = form.get("file")
         pasted = fields.get("text")
         style_fields = {key: fields[key] for key in ("page_format",) if fields.get(key)}
@@ -166,6 +237,7 @@ async def read_form(request: Request, limit: int) -> NovelUpload:
                 status_code=422,
                 fields=fields,
             )
+    title = normalise_title(title)
     if not title:
         raise Rejected("Please give the comic a title.", status_code=422, fields=fields)
     if len(title) > MAX_TITLE_LENGTH:
@@ -209,4 +281,5 @@ def describe(error: ValidationError) -> str:
     for item in error.errors(include_url=False, include_input=False):
         where = ".".join(str(p) for p in item.get("loc", ())) or "body"
         parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts)
+    # A field's name comes from the client: an unpaired surrogate in it cannot be encoded.
+    return "; ".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")

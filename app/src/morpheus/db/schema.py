@@ -49,6 +49,7 @@ def _migration_context(database_url: str) -> Iterator[MigrationContext]:
         database_url,
         poolclass=NullPool,
         connect_args={"prepare_threshold": None, "connect_timeout": 10},
+        hide_parameters=True,
     )
     try:
         with engine.connect() as connection:

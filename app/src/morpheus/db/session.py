@@ -65,6 +65,9 @@ def make_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Errors and logs name the statement, never its parameters: those hold novels'
+        # text, titles and client addresses.
+        hide_parameters=True,
     )
     if statement_timeout_ms > 0:
         _install_statement_timeout(engine, statement_timeout_ms)
