@@ -5,6 +5,7 @@ Hypothesis over the request models, posted to the real app on the real PostgreSQ
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -199,6 +200,7 @@ STYLE = st.one_of(
 PROPERTY_SETTINGS = settings(
     max_examples=60,
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -253,3 +255,18 @@ async def test_form_submissions_never_get_a_server_error(
     if response.status_code == 303:
         comic = repository.get_comic(db_session, response.headers["location"].split("/")[-1])
         assert comic is not None and "\x00" not in comic.title
+
+
+async def test_a_nul_in_a_dashboard_login_is_a_wrong_login(
+    desk: httpx.AsyncClient, operator: tuple[str, str]
+) -> None:
+    form = await desk.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    username, password = operator
+    response = await desk.post(
+        "/login",
+        data={"username": username + "\x00", "password": password, "csrf_token": token[1]},
+    )
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text

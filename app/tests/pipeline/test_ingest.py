@@ -3,6 +3,7 @@ with a status and a message a person understands."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import io
 import zipfile
@@ -488,3 +489,34 @@ def test_text_longer_than_the_limit_is_refused() -> None:
     with pytest.raises(NovelRejected) as caught:
         extract_text(b"word " * 1000, "n.txt", None, limits)
     assert (caught.value.status_code, caught.value.limit) == (413, "max_text_chars")
+
+
+# --- no XML parser but defusedxml's ---------------------------------------------------------
+
+SOURCE = Path(ingest.__file__).resolve().parents[1]
+XML_PARSING_MODULES = ("xml.dom", "xml.sax", "xml.parsers", "html.parser", "lxml", "pyexpat")
+XML_PARSERS = {"XML", "XMLParser", "XMLPullParser", "fromstring", "iterparse", "parse"}
+
+
+def test_the_service_parses_xml_only_with_defusedxml() -> None:
+    """ElementTree may build XML (the CBZ's ComicInfo.xml) but never read it."""
+    found: list[str] = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(SOURCE)}:{getattr(node, 'lineno', 0)}"
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+                if node.module == "xml.etree.ElementTree":
+                    found += [f"{where} {a.name}" for a in node.names if a.name in XML_PARSERS]
+            found += [f"{where} {m}" for m in modules if m.startswith(XML_PARSING_MODULES)]
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in XML_PARSERS
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("ElementTree", "ET", "etree")
+            ):
+                found.append(f"{where} {node.value.id}.{node.attr}")
+    assert found == []

@@ -427,6 +427,8 @@ async def authenticate_api_key(ctx: AppContext, key: str) -> ApiKey | None:
 
 async def authenticate_user(ctx: AppContext, username: str, password: str) -> User | None:
     """The active user with these credentials, or None."""
+    if "\x00" in username:  # PostgreSQL cannot hold a NUL, so no user is named with one
+        return None
 
     def verify() -> User | None:
         with ctx.sessions() as session:
