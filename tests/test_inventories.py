@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,16 +35,23 @@ LEVELS = [
 ]
 
 
+# The Ansible tools beside the interpreter running the tests (the virtualenv's), found
+# without the virtualenv's bin on PATH, as the service's tests find theirs.
+VENV_BIN = Path(sys.executable).parent
+
+
 def ansible(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
     environment = {
         **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         **env,
     }
+    command = [str(VENV_BIN / args[0]) if (VENV_BIN / args[0]).exists() else args[0], *args[1:]]
     return subprocess.run(
-        list(args),
+        command,
         cwd=cwd,
         env=environment,
         capture_output=True,

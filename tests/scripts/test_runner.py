@@ -73,3 +73,38 @@ def test_one_job_at_a_time_keeps_the_order(tmp_path, logs):
     second = _stage("molecule:second", "echo two >> order", tmp_path)
     runner.run_side_by_side([first, second], jobs=1)
     assert (tmp_path / "order").read_text().split() == ["one", "two"]
+
+
+SKIPPED = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="0" failures="0" skipped="2" tests="3">
+<testcase classname="tests.test_a" name="test_ok" time="0.1"/>
+<testcase classname="tests.test_a" name="test_browser" time="0.0">
+<skipped type="pytest.skip" message="no chromium on PATH">skip</skipped></testcase>
+<testcase classname="tests.test_b" name="test_gpu" time="0.0">
+<skipped type="pytest.skip" message="no GPU on this machine">skip</skipped></testcase>
+</testsuite></testsuites>"""
+
+
+def test_skips_are_read_with_their_reasons(tmp_path):
+    report = tmp_path / "r.xml"
+    report.write_text(SKIPPED)
+    assert runner.skips(report) == [
+        ("tests.test_a::test_browser", "no chromium on PATH"),
+        ("tests.test_b::test_gpu", "no GPU on this machine"),
+    ]
+
+
+def test_only_skips_off_the_allow_list_are_unexpected(tmp_path):
+    allowed = tmp_path / "allowed.txt"
+    allowed.write_text("# comment line\nno GPU\\b  # no accelerator on CI's machines\n\n")
+    report = tmp_path / "r.xml"
+    report.write_text(SKIPPED)
+    found = runner.skips(report)
+    assert runner.unexpected_skips(found, runner.allowed_skip_patterns(allowed)) == [
+        ("tests.test_a::test_browser", "no chromium on PATH")
+    ]
+
+
+def test_the_repository_allow_list_parses():
+    for pattern in runner.allowed_skip_patterns():
+        assert pattern.pattern
