@@ -180,3 +180,29 @@ def test_reader_submits_a_novel_and_reads_the_comic(
     wait.until(ec.presence_of_element_located((By.ID, "comic-title")))
     assert "Stage timings" in driver.page_source  # type: ignore[attr-defined]
     driver.save_screenshot(str(screenshots / "dashboard-comic.png"))  # type: ignore[attr-defined]
+
+
+def test_a_double_submit_sends_the_form_once_and_makes_one_comic(
+    browser: object, service: str, db_session: Session
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser  # type: ignore[assignment]
+    driver.get(f"http://morpheus.localhost:{service}/")  # type: ignore[attr-defined]
+    title = f"Twice {uuid.uuid4().hex[:6]}"
+    driver.find_element(By.ID, "title").send_keys(title)  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "text").send_keys(NOVEL)  # type: ignore[attr-defined]
+    # Two submits in a row, as an impatient double click sends them.
+    state = driver.execute_script(  # type: ignore[attr-defined]
+        "const form = document.querySelector('form[data-submit-once]');"
+        "form.requestSubmit(); form.requestSubmit();"
+        "const button = form.querySelector('button[type=submit]');"
+        "return [button.disabled, button.getAttribute('aria-busy')];"
+    )
+    assert state == [True, "true"]
+    WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, "comic-title")))
+    comics = [c for c in repository.list_comics(db_session, limit=500) if c.title == title]
+    assert len(comics) == 1
+    assert driver.current_url.endswith(f"/comics/{comics[0].id}")  # type: ignore[attr-defined]
