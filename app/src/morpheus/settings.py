@@ -160,8 +160,9 @@ class Settings(BaseSettings):
     reconciler_grace_seconds: float = Field(default=60.0, ge=0)
     # A running comic runs again only when its progress has not moved for this long:
     # longer than a job's timeout and a dead worker's lock plus stalled check, so that no
-    # attempt can still be at work on it.
-    reconciler_stall_seconds: float = Field(default=900.0, gt=0)
+    # attempt can still be at work on it. Unset: those plus five minutes (960 s with the
+    # defaults); see reconciler_stall_bound.
+    reconciler_stall_seconds: float | None = Field(default=None, gt=0)
     # Test-only: a pause before each panel is drawn, so tests can stop a worker in the middle
     # of a job without a huge novel. Honoured only when ENVIRONMENT is test or development.
     test_panel_delay_seconds: float = Field(default=0.0, ge=0, le=10)
@@ -235,6 +236,18 @@ class Settings(BaseSettings):
             raise ValueError("missing: " + "; ".join(missing))
         return self
 
+    @property
+    def reconciler_stall_bound(self) -> float:
+        """Seconds without progress after which a running comic may be queued again."""
+        if self.reconciler_stall_seconds is not None:
+            return self.reconciler_stall_seconds
+        return (
+            self.job_timeout_seconds
+            + self.worker_lock_seconds
+            + self.worker_stalled_interval_seconds
+            + 300.0
+        )
+
     @model_validator(mode="after")
     def _reconciler_stall_bound(self) -> Self:
         bound = max(
@@ -242,7 +255,7 @@ class Settings(BaseSettings):
             self.worker_lock_seconds + self.worker_stalled_interval_seconds,
             3 * self.worker_heartbeat_seconds,
         )
-        if self.reconciler_stall_seconds <= bound:
+        if self.reconciler_stall_seconds is not None and self.reconciler_stall_seconds <= bound:
             raise ValueError(
                 f"{ENV_PREFIX}RECONCILER_STALL_SECONDS must be longer than "
                 f"{ENV_PREFIX}JOB_TIMEOUT_SECONDS, the worker lock plus the stalled-job "

@@ -282,7 +282,12 @@ def test_the_stall_bound_must_outlast_a_live_attempt(tmp_path: Path) -> None:
         with pytest.raises(SettingsError) as refused:
             load_settings(_secrets_dir=tmp_path)
         os.environ["MORPHEUS_RECONCILER_STALL_SECONDS"] = "601"
-        assert load_settings(_secrets_dir=tmp_path).reconciler_stall_seconds == 601
+        assert load_settings(_secrets_dir=tmp_path).reconciler_stall_bound == 601
+        # Unset, it follows the job's timeout: raising that alone never stops a start.
+        del os.environ["MORPHEUS_RECONCILER_STALL_SECONDS"]
+        assert load_settings(_secrets_dir=tmp_path).reconciler_stall_bound == 600 + 30 + 30 + 300
+        os.environ["MORPHEUS_JOB_TIMEOUT_SECONDS"] = "3600"
+        assert load_settings(_secrets_dir=tmp_path).reconciler_stall_bound == 3960
     finally:
         for key, value in saved.items():
             if value is None:

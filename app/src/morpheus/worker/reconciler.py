@@ -22,11 +22,12 @@ it holds of each one's job:
 
 Every comic completes once. A queued comic is touched only ``reconciler_grace_seconds``
 after its last change, so a submission or a retry still queueing it is not raced. A
-running comic is touched only when its progress has not moved for
-``reconciler_stall_seconds``, longer than a job's timeout and a dead worker's lock and
-stalled check (the settings check it): after a FLUSHALL, a comic a live worker is still
-making keeps moving and is left to that worker. And the job itself is a no-op for a
-comic that is already finished (``repository.start_comic`` refuses to start it).
+running comic is touched only when its progress has not moved for the stall bound
+(``reconciler_stall_seconds``, by default a job's timeout plus a dead worker's lock and
+stalled check plus five minutes; a value set must exceed those): after a
+FLUSHALL, a comic a live worker is still making keeps moving and is left to that worker.
+And the job itself is a no-op for a comic that is already finished
+(``repository.start_comic`` refuses to start it).
 
 A pass holds a Redis lock (``SET NX PX``, through redis-py's ``Lock``), so one process
 reconciles at a time; it queues at most ``reconciler_batch_size`` comics and examines at
@@ -164,7 +165,7 @@ async def _pass(settings: Settings, batch_size: int) -> Report:
             settings,
             repository.list_idle_unfinished,
             queued_idle_seconds=settings.reconciler_grace_seconds,
-            running_idle_seconds=settings.reconciler_stall_seconds,
+            running_idle_seconds=settings.reconciler_stall_bound,
             limit=batch_size,
             after=after,
         )
