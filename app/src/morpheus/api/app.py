@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +29,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from morpheus import __version__
 from morpheus.api import comics, health
 from morpheus.api.context import AppContext
+from morpheus.api.errors import method_not_allowed, validation_error
 from morpheus.api.metrics import MetricsMiddleware
 from morpheus.api.middleware import (
     RequestContextMiddleware,
@@ -117,6 +119,8 @@ def _api_app(context: AppContext) -> FastAPI:
 
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeoutError, database_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(405, method_not_allowed)
 
     app.add_middleware(
         CORSMiddleware,

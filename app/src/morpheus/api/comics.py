@@ -13,11 +13,13 @@ from pydantic import BaseModel
 from morpheus.api import services
 from morpheus.api.auth import limit_submissions, require_api_key
 from morpheus.api.context import AppContext, get_context
+from morpheus.api.errors import error_responses
 from morpheus.api.submissions import ComicRequest, read_submission
 from morpheus.db.models import ApiKey, Comic, ComicStatus
 from morpheus.db.repository import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 
-router = APIRouter(prefix="/v1/comics", tags=["comics"])
+# Every operation may answer these; each adds its own (404, 409, ...).
+router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_responses(401, 429, 503))
 
 Context = Annotated[AppContext, Depends(get_context)]
 Key = Annotated[ApiKey, Depends(require_api_key)]
@@ -123,6 +125,14 @@ def self_contained_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 LIMIT_NOTE = " (the JSON body's `limit` names the limit passed, a setting's name)"
+ERROR_DESCRIPTIONS_413 = (
+    "The novel is larger than a limit: the upload, what an EPUB unpacks to, its text" + LIMIT_NOTE
+)
+ERROR_DESCRIPTIONS_422 = (
+    "Empty, binary or undecodable text, a damaged or over-compressed EPUB, a novel that "
+    "takes too long to read, a bad or reused Idempotency-Key, or bad fields (a NUL "
+    "character or an unpaired surrogate in a title or text, for one)" + LIMIT_NOTE
+)
 
 SUBMIT_BODY = {
     "parameters": [
@@ -158,25 +168,31 @@ SUBMIT_BODY = {
             },
         },
     },
-    "responses": {
-        "401": {"description": "No valid API key"},
-        "413": {
-            "description": "The novel is larger than a limit: the upload, what an EPUB "
-            "unpacks to, its text" + LIMIT_NOTE
-        },
-        "415": {"description": "Neither JSON nor a form upload"},
-        "422": {
-            "description": "Empty, binary or undecodable text, a damaged or over-compressed "
-            "EPUB, a novel that takes too long to read, or bad fields (a NUL character "
-            "or an unpaired surrogate in a title or text, for one)" + LIMIT_NOTE
-        },
-        "429": {"description": "Too many requests (see Retry-After)"},
-        "503": {"description": "The queue is unavailable (the comic is marked failed)"},
-    },
 }
 
 
-@router.post("", status_code=202, response_model=Accepted, openapi_extra=SUBMIT_BODY)
+SUBMIT_ERRORS = error_responses(
+    400,
+    413,
+    415,
+    422,
+    e413=ERROR_DESCRIPTIONS_413,
+    e422=ERROR_DESCRIPTIONS_422,
+)
+# One comic's operations: 404 when it is not this API key's (422, in the same shape, only
+# should a request get past the path's own checks without being valid).
+COMIC_ERRORS = error_responses(404, 422)
+# ... and 409 when the comic's state does not allow the operation.
+STATE_ERRORS = error_responses(404, 409, 422)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Accepted,
+    openapi_extra=SUBMIT_BODY,
+    responses=SUBMIT_ERRORS,
+)
 async def submit(request: Request, response: Response, ctx: Context, api_key: Key) -> Accepted:
     """Submit a novel as JSON ``{"title", "text", "style"}`` or as a multipart upload
     (fields ``title``, ``file`` (.txt/.md/.epub) or ``text``, ``page_format``).
@@ -209,14 +225,14 @@ async def submit(request: Request, response: Response, ctx: Context, api_key: Ke
     return Accepted(id=submitted.comic.id, status=ComicStatus.QUEUED.value, status_url=url)
 
 
-@router.get("/{comic_id:uuid}.pdf", response_class=Response)
+@router.get("/{comic_id:uuid}.pdf", response_class=Response, responses=STATE_ERRORS)
 async def pdf(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
     data = await services.archive(ctx, str(comic_id), "pdf", api_key)
     disposition = f'attachment; filename="comic-{comic_id}.pdf"'
     return binary_response(request, data, "application/pdf", **{"Content-Disposition": disposition})
 
 
-@router.get("/{comic_id:uuid}.cbz", response_class=Response)
+@router.get("/{comic_id:uuid}.cbz", response_class=Response, responses=STATE_ERRORS)
 async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
     data = await services.archive(ctx, str(comic_id), "cbz", api_key)
     disposition = f'attachment; filename="comic-{comic_id}.cbz"'
@@ -225,13 +241,13 @@ async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key)
     )
 
 
-@router.get("/{comic_id:uuid}", response_model=ComicStatusOut)
+@router.get("/{comic_id:uuid}", response_model=ComicStatusOut, responses=COMIC_ERRORS)
 async def status(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> ComicStatusOut:
     view = await services.get_comic(ctx, str(comic_id), api_key)
     return status_body(view.comic, [page.number for page in view.pages])
 
 
-@router.get("/{comic_id:uuid}/pages/{number:int}", response_class=Response)
+@router.get("/{comic_id:uuid}/pages/{number:int}", response_class=Response, responses=COMIC_ERRORS)
 async def page(
     comic_id: uuid.UUID, number: int, request: Request, ctx: Context, api_key: Key
 ) -> Response:
@@ -244,13 +260,14 @@ async def _cancel(comic_id: uuid.UUID, ctx: AppContext, api_key: ApiKey) -> dict
     return {"id": str(comic.id), "status": comic.status, "status_url": comic_url(comic.id)}
 
 
-@router.post("/{comic_id:uuid}/cancel", status_code=202)
+@router.post("/{comic_id:uuid}/cancel", status_code=202, responses=STATE_ERRORS)
 async def cancel(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> dict[str, Any]:
     """Cancel a queued or running comic (409 when it has already finished)."""
     return await _cancel(comic_id, ctx, api_key)
 
 
-@router.delete("/{comic_id:uuid}", status_code=202)
+@router.delete("/{comic_id:uuid}", status_code=202, responses=STATE_ERRORS)
 async def delete(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> dict[str, Any]:
-    """Same as ``POST /v1/comics/{id}/cancel``."""
+    """Cancel a queued or running comic, as ``POST /v1/comics/{id}/cancel`` does (409
+    when it has already finished)."""
     return await _cancel(comic_id, ctx, api_key)
