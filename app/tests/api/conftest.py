@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,15 +21,13 @@ from sqlalchemy.orm import Session
 async def app_factory(settings: Settings) -> AsyncIterator[Callable[..., FastAPI]]:
     """Build the app for the test settings, with overrides; closed after the test.
 
-    The rate limiter's clock stands still at the instant the app was built: a test's
-    hits all fall in one window, wherever a minute's boundary happens to fall.
+    Rate limits count over a moving window (the last minute at every hit), so a test's
+    hits count together wherever a minute's boundary happens to fall.
     """
     made: list[FastAPI] = []
 
     def build(**overrides: Any) -> FastAPI:
         app = create_app(settings.model_copy(update=overrides) if overrides else settings)
-        built_at = time.time()
-        app.state.context.limiter.clock = lambda: built_at
         made.append(app)
         return app
 

@@ -8,11 +8,14 @@ from fastapi import Depends, HTTPException, Request
 
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.metrics import RATE_LIMITED
+from morpheus.api.ratelimit import LimiterUnavailable
 from morpheus.api.services import authenticate_api_key
 from morpheus.db.models import ApiKey
 
 MINUTE = 60
 HOUR = 3600
+# Retry-After of a 503 for a limit that cannot be checked: Redis restarts in seconds.
+LIMITER_RETRY_AFTER_SECONDS = 30
 
 
 def presented_api_key(request: Request) -> str | None:
@@ -32,10 +35,30 @@ def client_address(request: Request) -> str:
 
 
 async def enforce_limit(
-    ctx: AppContext, request: Request, name: str, key: str, *, limit: int, window: int
+    ctx: AppContext,
+    request: Request,
+    name: str,
+    key: str,
+    *,
+    limit: int,
+    window: int,
+    fail_closed: bool = False,
 ) -> None:
-    """Count a hit; raise 429 with Retry-After when the limit is used up."""
-    decision = await ctx.limiter.hit(name, key, limit=limit, window=window)
+    """Count a hit; raise 429 with Retry-After when the limit is used up.
+
+    With ``fail_closed``, a limit that cannot be checked (Redis down) is a 503 with
+    Retry-After; otherwise the request goes through."""
+    try:
+        decision = await ctx.limiter.hit(
+            name, key, limit=limit, window=window, fail_closed=fail_closed
+        )
+    except LimiterUnavailable:
+        raise HTTPException(
+            status_code=503,
+            detail="This cannot be done right now, as its rate limit cannot be checked; "
+            "please try again in a minute.",
+            headers={"Retry-After": str(LIMITER_RETRY_AFTER_SECONDS)},
+        ) from None
     if not decision.allowed:
         site = getattr(request.app.state, "site", "root")
         RATE_LIMITED.labels(site, name).inc()

@@ -116,6 +116,7 @@ async def login(
         client_address(request),
         limit=LOGIN_ATTEMPTS_PER_MINUTE,
         window=MINUTE,
+        fail_closed=True,  # never guess passwords unchecked while Redis is down
     )
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
