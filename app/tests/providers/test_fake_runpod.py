@@ -7,13 +7,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from morpheus.providers.fake_runpod import TEST_API_KEY, TEST_ENDPOINT_ID, FakeRunPod
+from fakes.fake_runpod import TEST_API_KEY, TEST_ENDPOINT_ID, FakeRunPod
 from morpheus.providers.runpod import RunPodClient, RunPodConfig
 
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+# The fake is a module of the tests (``fakes``), run from their folder.
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -29,12 +32,13 @@ def server_url() -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "morpheus.providers.fake_runpod",
+            "fakes.fake_runpod",
             "--port",
             str(port),
             "--run-seconds",
             "0.05",
         ],
+        cwd=TESTS_DIR,
         stdout=subprocess.PIPE,
         text=True,
     )

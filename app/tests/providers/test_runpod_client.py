@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from fakes.fake_runpod import TEST_API_KEY, FakeRunPod
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled, StopFlag
 from morpheus.pipeline.segment import Balloon, Panel
 from morpheus.providers import ProviderError, get_provider
 from morpheus.providers.breaker import CircuitBreaker, State
-from morpheus.providers.fake_runpod import TEST_API_KEY, FakeRunPod
 from morpheus.providers.local import LocalProvider
 from morpheus.providers.runpod import (
     RunPodClient,

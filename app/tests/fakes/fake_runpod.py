@@ -1,4 +1,6 @@
-"""A local stand-in for RunPod's serverless HTTP API, for tests and development.
+"""A local stand-in for RunPod's serverless HTTP API, for tests and development. It
+lives with the tests, outside the package, so that it (and its test-only key) never
+reaches the wheel or the image.
 
 It answers the same routes with the same JSON shapes as RunPod (``/v2/{endpoint}/run``,
 ``/status/{id}``, ``/cancel/{id}``, ``/health``), checks the ``Authorization`` header,
@@ -7,7 +9,7 @@ over HTTP (``/_control/...``): slow jobs, failing jobs, jobs that time out or ha
 429 and 5xx answers, a whole outage, and answers garbled on their way back (the request
 is served, its gzip-encoded body arrives broken, as through a faulty proxy).
 
-Run it on its own with ``python -m morpheus.providers.fake_runpod --port 8089``.
+Run it on its own from ``app/tests``: ``python -m fakes.fake_runpod --port 8089``.
 """
 
 from __future__ import annotations

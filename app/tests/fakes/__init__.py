@@ -1,0 +1,1 @@
+"""Test doubles of the services the app calls: never installed, never in the image."""
