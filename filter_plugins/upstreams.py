@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,28 @@ filters:
       and return nginx C(server) lines, in the given order. Duplicates, a pool of backups
       only and an empty pool are refused.
     positional: name
+  upstream_slots:
+    description: >-
+      For hosts that run their backends in slots (a blue and a green set of ports, one
+      serving while the other takes the next release), the server lines of every slot of
+      every host and the slot each host serves from. A host's slots come from
+      C(nginx_backend_slots), a mapping of slot name to ports; a host without it has one
+      slot, C(main), with the ports C(upstream_members) would give it. C(live) maps host
+      names to their serving slot; a host it does not name serves from its first slot.
+      The serving slots together must make a valid pool (no target twice, one active).
+    positional: defaults, live, name
+  upstream_live_slots:
+    description: >-
+      Which slot each backend host serves from, as C(upstream_slots) takes it: the
+      host's C(nginx_backend_live_slot) when set, else the content of its record read
+      with C(slurp) (C(records), the results of a loop over the host names), else
+      nothing (the host's first slot).
+    positional: records
+  upstream_files:
+    description: >-
+      The files an edge needs for the pools C(upstream_slots) returns: one per host and
+      slot (C(name), C(content)), and one link per host (C(name), C(target)) to the file
+      of the slot it serves from, relative to the live/ folder.
   upstream_block:
     description: >-
       The lines inside an C(upstream) block: the validated server lines, then
@@ -49,7 +72,14 @@ lines: >-
 # ["server 10.0.0.5:8000 weight=1 max_fails=3 fail_timeout=10s;", "keepalive 32;"]
 """
 
+SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 HOST_KEYS = ("address", "port", "weight", "max_fails", "fail_timeout", "backup")
+VIEW_KEYS = (
+    "inventory_hostname",
+    "ansible_host",
+    "nginx_backend_ports",
+    *(f"nginx_backend_{key}" for key in HOST_KEYS),
+)
 MEMBER_DEFAULTS = {"weight": 1, "max_fails": 3, "fail_timeout": "10s", "backup": False}
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -197,6 +227,107 @@ def upstream_servers(members: Iterable[object] | None, name: str = "upstream") -
     return lines
 
 
+def upstream_slots(
+    hosts: Iterable[object] | None,
+    defaults: Mapping[str, object] | None = None,
+    live: Mapping[str, object] | None = None,
+    name: str = "upstream",
+) -> list[dict[str, object]]:
+    if hosts is None:
+        return []
+    if isinstance(hosts, str | bytes | Mapping) or not isinstance(hosts, Iterable):
+        raise AnsibleFilterError(
+            f"{name}: expected a list of hosts' variables, got {type(hosts).__name__}"
+        )
+    if live is not None and not isinstance(live, Mapping):
+        raise AnsibleFilterError(f"{name}: live must map host names to slots, got {live!r}")
+    live = dict(live or {})
+    result: list[dict[str, object]] = []
+    serving: list[Mapping[str, object]] = []
+    for host in hosts:
+        if not isinstance(host, Mapping):
+            raise AnsibleFilterError(f"{name}: {host!r} is not a host's variables")
+        label = str(host.get("inventory_hostname", ""))
+        if not label:
+            raise AnsibleFilterError(f"{name}: a host's variables lack inventory_hostname")
+        slots = host.get("nginx_backend_slots")
+        if slots is None:
+            slots = {"main": None}
+        if not isinstance(slots, Mapping) or not slots:
+            raise AnsibleFilterError(
+                f"{name}: host {label}: nginx_backend_slots must map slot names to lists"
+                f" of ports (for example {{blue: [8000], green: [8100]}}), got {slots!r}"
+            )
+        files: dict[str, list[str]] = {}
+        members_of: dict[str, list[dict[str, object]]] = {}
+        for slot, ports in slots.items():
+            if not isinstance(slot, str) or not SLOT_NAME.match(slot):
+                raise AnsibleFilterError(
+                    f"{name}: host {label}: slot name {slot!r} must be lowercase letters,"
+                    " digits, '-' or '_', starting with a letter"
+                )
+            # Only the keys upstream_members reads: a host's variables are templated
+            # when read, and most of them are none of this filter's business.
+            view = {key: host.get(key) for key in VIEW_KEYS if host.get(key) is not None}
+            if ports is not None:
+                view["nginx_backend_ports"] = ports
+            members = upstream_members([view], defaults, name)
+            members_of[slot] = members
+            files[slot] = upstream_servers(members, f"{name}: host {label}, slot {slot}")
+        chosen = live.get(label)
+        if chosen is None or chosen == "":
+            chosen = next(iter(files))
+        if chosen not in files:
+            raise AnsibleFilterError(
+                f"{name}: host {label} serves from slot {chosen!r}, which it does not have"
+                f" (its slots: {', '.join(files)})"
+            )
+        serving.extend(members_of[chosen])
+        result.append({"host": label, "live": chosen, "slots": files})
+    if result:
+        upstream_servers(serving, name)
+    return result
+
+
+def upstream_live_slots(
+    hosts: Iterable[object] | None, records: Iterable[object] | None = None
+) -> dict[str, str]:
+    read: dict[str, str] = {}
+    for record in records or []:
+        if isinstance(record, Mapping) and record.get("content") and record.get("item"):
+            try:
+                text = base64.b64decode(str(record["content"])).decode().strip()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if text:
+                read[str(record["item"])] = text
+    slots: dict[str, str] = {}
+    for host in hosts or []:
+        if not isinstance(host, Mapping) or not host.get("inventory_hostname"):
+            continue
+        label = str(host["inventory_hostname"])
+        chosen = str(host.get("nginx_backend_live_slot") or "").strip() or read.get(label, "")
+        if chosen:
+            slots[label] = chosen
+    return slots
+
+
+def upstream_files(pools: Iterable[object] | None) -> dict[str, list[dict[str, str]]]:
+    files: list[dict[str, str]] = []
+    links: list[dict[str, str]] = []
+    for pool in pools or []:
+        if not isinstance(pool, Mapping) or not {"host", "live", "slots"} <= set(pool):
+            raise AnsibleFilterError(f"upstream_files: {pool!r} is not a pool of upstream_slots")
+        host = pool["host"]
+        for slot, lines in pool["slots"].items():
+            body = "".join(f"{line}\n" for line in lines)
+            files.append(
+                {"name": f"{host}.{slot}.conf", "content": f"# {host}, slot {slot}\n{body}"}
+            )
+        links.append({"name": f"{host}.conf", "target": f"../{host}.{pool['live']}.conf"})
+    return {"files": files, "links": links}
+
+
 def upstream_block(
     members: Iterable[object] | None, keepalive: object = 0, name: str = "upstream"
 ) -> list[str]:
@@ -213,4 +344,7 @@ class FilterModule:
             "upstream_members": upstream_members,
             "upstream_servers": upstream_servers,
             "upstream_block": upstream_block,
+            "upstream_slots": upstream_slots,
+            "upstream_files": upstream_files,
+            "upstream_live_slots": upstream_live_slots,
         }

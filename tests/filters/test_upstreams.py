@@ -1,8 +1,19 @@
 """Unit tests of filter_plugins/upstreams.py."""
 
+import base64
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
-from upstreams import FilterModule, upstream_block, upstream_members, upstream_servers
+from upstreams import (
+    FilterModule,
+    upstream_block,
+    upstream_files,
+    upstream_live_slots,
+    upstream_members,
+    upstream_servers,
+    upstream_slots,
+)
 
 
 @pytest.mark.parametrize(
@@ -285,5 +296,99 @@ def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "upstream_members",
         "upstream_servers",
+        "upstream_slots",
+        "upstream_files",
+        "upstream_live_slots",
         "upstream_block",
     }
+
+
+SLOTTED = {
+    "inventory_hostname": "api-1",
+    "nginx_backend_address": "10.0.0.5",
+    "nginx_backend_slots": {"blue": [8000, 8001], "green": [8100, 8101]},
+}
+
+
+def test_upstream_slots_lists_every_slot_and_serves_from_the_one_named_live():
+    [host] = upstream_slots([SLOTTED], {"max_fails": 2}, {"api-1": "green"})
+    assert host["host"] == "api-1"
+    assert host["live"] == "green"
+    assert host["slots"] == {
+        "blue": [
+            "server 10.0.0.5:8000 weight=1 max_fails=2 fail_timeout=10s;",
+            "server 10.0.0.5:8001 weight=1 max_fails=2 fail_timeout=10s;",
+        ],
+        "green": [
+            "server 10.0.0.5:8100 weight=1 max_fails=2 fail_timeout=10s;",
+            "server 10.0.0.5:8101 weight=1 max_fails=2 fail_timeout=10s;",
+        ],
+    }
+
+
+def test_upstream_slots_defaults_to_the_first_slot_and_to_one_main_slot():
+    plain = {"inventory_hostname": "api-2", "ansible_host": "10.0.0.6", "nginx_backend_port": 9000}
+    first, second = upstream_slots([SLOTTED, plain], None, {})
+    assert first["live"] == "blue"
+    assert second == {
+        "host": "api-2",
+        "live": "main",
+        "slots": {"main": ["server 10.0.0.6:9000 weight=1 max_fails=3 fail_timeout=10s;"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("hosts", "live", "message"),
+    [
+        ([SLOTTED], {"api-1": "purple"}, "serves from slot 'purple', which it does not have"),
+        ([{**SLOTTED, "nginx_backend_slots": [8000]}], {}, "must map slot names to lists"),
+        ([{**SLOTTED, "nginx_backend_slots": {}}], {}, "must map slot names to lists"),
+        ([{**SLOTTED, "nginx_backend_slots": {"Blue": [1]}}], {}, "slot name 'Blue'"),
+        ([{**SLOTTED, "nginx_backend_slots": {"blue": []}}], {}, "nginx_backend_ports is empty"),
+        ([SLOTTED, SLOTTED | {"inventory_hostname": "api-9"}], {}, "10.0.0.5:8000 is listed twice"),
+        ([{"nginx_backend_port": 1}], {}, "lack inventory_hostname"),
+        ([SLOTTED], "blue", "live must map host names to slots"),
+    ],
+)
+def test_upstream_slots_refuses_what_nginx_could_not_serve(hosts, live, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        upstream_slots(hosts, None, live)
+
+
+def test_upstream_files_write_one_file_per_slot_and_link_the_live_one():
+    pools = upstream_slots([SLOTTED], None, {"api-1": "green"})
+    assert upstream_files(pools) == {
+        "files": [
+            {
+                "name": "api-1.blue.conf",
+                "content": "# api-1, slot blue\n"
+                "server 10.0.0.5:8000 weight=1 max_fails=3 fail_timeout=10s;\n"
+                "server 10.0.0.5:8001 weight=1 max_fails=3 fail_timeout=10s;\n",
+            },
+            {
+                "name": "api-1.green.conf",
+                "content": "# api-1, slot green\n"
+                "server 10.0.0.5:8100 weight=1 max_fails=3 fail_timeout=10s;\n"
+                "server 10.0.0.5:8101 weight=1 max_fails=3 fail_timeout=10s;\n",
+            },
+        ],
+        "links": [{"name": "api-1.conf", "target": "../api-1.green.conf"}],
+    }
+    with pytest.raises(AnsibleFilterError, match="is not a pool"):
+        upstream_files([{"host": "api-1"}])
+
+
+def test_upstream_live_slots_prefers_this_run_then_the_hosts_record():
+    hosts = [
+        {"inventory_hostname": "api-1", "nginx_backend_live_slot": "green"},
+        {"inventory_hostname": "api-2", "nginx_backend_live_slot": ""},
+        {"inventory_hostname": "api-3"},
+    ]
+    records = [
+        {"item": "api-1", "content": base64.b64encode(b"blue\n").decode()},
+        {"item": "api-2", "content": base64.b64encode(b"green\n").decode()},
+        {"item": "api-3", "failed": True, "msg": "file not found"},
+    ]
+    assert upstream_live_slots(hosts, records) == {"api-1": "green", "api-2": "green"}
+    assert upstream_live_slots(hosts, None) == {"api-1": "green"}
+    assert upstream_live_slots(None, records) == {}

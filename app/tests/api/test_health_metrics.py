@@ -28,6 +28,8 @@ async def test_live_and_ready_with_the_services_up(app: FastAPI) -> None:
         ready = await probe.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"postgresql": "ok", "redis": "ok"}
+        # A deploy checks that a new container runs the release it started.
+        assert ready.json()["release_id"] == "test"
         summary = await probe.get("/health")
     body = summary.json()
     assert summary.status_code == 200

@@ -45,9 +45,12 @@ def _log_length(edge, log):
 
 
 def test_edge_pool_lists_both_api_hosts(host):
-    upstream = host.file("/etc/nginx/morpheus/http.conf").content_string
-    for address in API_HOSTS.values():
-        assert f"server {address}:8000 " in upstream
+    for name, address in API_HOSTS.items():
+        live = host.file(f"/etc/nginx/morpheus/upstreams/live/{name}.conf")
+        assert live.linked_to == f"/etc/nginx/morpheus/upstreams/{name}.blue.conf"
+        assert f"server {address}:8000 " in live.content_string
+        green = host.file(f"/etc/nginx/morpheus/upstreams/{name}.green.conf").content_string
+        assert f"server {address}:8100 " in green
 
 
 @pytest.mark.parametrize("name", API_HOSTS)

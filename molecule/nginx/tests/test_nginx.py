@@ -201,8 +201,15 @@ def test_access_log_is_json_with_times(host):
 
 def test_upstream_pool_comes_from_the_inventory_group(host):
     conf = host.file("/etc/nginx/morpheus/http.conf").content_string
-    assert "server 127.0.0.1:8000 weight=1 max_fails=3 fail_timeout=10s;" in conf
+    assert "include morpheus/upstreams/live/*.conf;" in conf
     assert "keepalive 32;" in conf
+    # A host without slots has one, main, linked as the one it serves from.
+    live = host.file("/etc/nginx/morpheus/upstreams/live/morpheus-nginx.conf")
+    assert (
+        live.is_symlink
+        and live.linked_to == "/etc/nginx/morpheus/upstreams/morpheus-nginx.main.conf"
+    )
+    assert "server 127.0.0.1:8000 weight=1 max_fails=3 fail_timeout=10s;" in live.content_string
 
 
 def test_maintenance_flag_file_answers_503_with_the_page(host):

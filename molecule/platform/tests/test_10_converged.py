@@ -55,10 +55,12 @@ def test_backend_is_healthy_on_the_private_address_only(host):
     assert "0.0.0.0:8000 " not in listening and "*:8000 " not in listening
 
 
-def test_worker_drains_before_docker_kills_it(host):
+def test_worker_timeouts_nest_so_it_drains_before_docker_kills_it(host):
     state = docker_inspect(host, WORKER)
-    assert state["Config"]["StopTimeout"] == 90
-    assert "MORPHEUS_SHUTDOWN_GRACE_SECONDS=60" in state["Config"]["Env"]
+    # inventories/local: a job 120 s at most, a drain of 135 s, Docker's kill at 150 s.
+    assert state["Config"]["StopTimeout"] == 150
+    assert "MORPHEUS_SHUTDOWN_GRACE_SECONDS=135" in state["Config"]["Env"]
+    assert "MORPHEUS_JOB_TIMEOUT_SECONDS=120" in state["Config"]["Env"]
     assert state["Config"]["Healthcheck"]["Test"] == ["NONE"]
 
 
@@ -127,9 +129,17 @@ def test_sites_answer_over_https_with_verified_certificates(host, name):
     assert result.stdout == "200", result.stderr
 
 
-def test_nginx_balances_over_the_backend_containers(host):
-    upstream = host.file("/etc/nginx/morpheus/http.conf").content_string
-    assert f"server {ADDRESS}:8000 " in upstream
+def test_nginx_balances_over_the_serving_slot_of_the_backend(host):
+    assert (
+        "include morpheus/upstreams/live/*.conf;"
+        in host.file("/etc/nginx/morpheus/http.conf").content_string
+    )
+    slot = host.file("/var/lib/morpheus/backend/live-slot").content_string.strip()
+    assert slot == docker_inspect(host, BACKEND)["Config"]["Labels"]["org.morpheus.slot"]
+    live = host.file("/etc/nginx/morpheus/upstreams/live/morpheus-platform.conf")
+    assert live.linked_to == f"/etc/nginx/morpheus/upstreams/morpheus-platform.{slot}.conf"
+    port = {"blue": 8000, "green": 8100}[slot]
+    assert f"server {ADDRESS}:{port} " in live.content_string
 
 
 def test_firewall_opens_internal_ports_to_the_private_network_only(host):

@@ -48,10 +48,15 @@ async def live() -> JSONResponse:
 
 @router.get("/health/ready")
 async def ready(ctx: Context) -> JSONResponse:
-    """PostgreSQL and Redis answer; 503 naming each one that does not."""
+    """PostgreSQL and Redis answer; 503 naming each one that does not. The release id
+    lets a deploy check that a new container runs the release it started."""
     checks = await _checks(ctx)
     failed = sorted(name for name, state in checks.items() if state != "ok")
-    body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "checks": checks}
+    body: dict[str, Any] = {
+        "status": "ok" if not failed else "unavailable",
+        "release_id": ctx.settings.release_id,
+        "checks": checks,
+    }
     if failed:
         body["failed"] = failed
     return JSONResponse(body, status_code=503 if failed else 200, headers=NO_STORE)
