@@ -97,17 +97,28 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_pending(args: argparse.Namespace, settings: Settings) -> int:
-    """One line per revision ``db upgrade`` would apply, oldest first; none at head."""
+    """One line per revision ``db upgrade`` would apply, oldest first; none at head.
+
+    With ``--json``, one JSON document for programs (the migrations role reads it):
+    ``{"pending": [{"revision": "0003", "phase": "expand", "description": "..."}, ...]}``,
+    oldest first; ``phase`` is "expand", "contract", or null for a revision without a
+    valid marker (treat it as a contract step).
+    """
+    import json
+
     from alembic.util import CommandError as AlembicCommandError
 
     from morpheus.db import schema
 
     try:
-        revisions = schema.pending_revisions(settings.database_url, args.revision)
+        migrations = schema.pending_migrations(settings.database_url, args.revision)
     except AlembicCommandError as exc:
         raise CommandError(str(exc)) from None
-    for revision in revisions:
-        print(revision)
+    if args.json:
+        print(json.dumps({"pending": [migration.as_dict() for migration in migrations]}))
+        return EXIT_OK
+    for migration in migrations:
+        print(migration.revision)
     return EXIT_OK
 
 
@@ -288,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         "pending", help="list the revisions 'upgrade' would apply, oldest first"
     )
     pending.add_argument("revision", nargs="?", default="head", metavar="REV")
+    pending.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document: each pending revision with its phase "
+        "(expand or contract) and description",
+    )
     pending.set_defaults(handler=cmd_db_pending)
 
     user = commands.add_parser("create-user", help="create a dashboard user")

@@ -12,11 +12,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -80,6 +88,12 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     # Applied per transaction (SET LOCAL), so it is safe behind PgBouncer; 0 disables it.
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # Schema migrations (migrations/env.py), per transaction (SET LOCAL): the longest a
+    # migration waits for a table lock before it fails (it never queues the running
+    # release's queries behind it for long), and the longest one statement runs. 0 disables
+    # either. Read from the environment alone by migration_timeouts() as well.
+    db_migration_lock_timeout_ms: int = Field(default=5_000, ge=0)
+    db_migration_statement_timeout_ms: int = Field(default=300_000, ge=0)
 
     # --- Redis / queue ----------------------------------------------------------------------
     redis_url: str = Field(description="redis://[:password@]host:port/db")
@@ -320,6 +334,33 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+
+
+MIGRATION_TIMEOUT_FIELDS = ("db_migration_lock_timeout_ms", "db_migration_statement_timeout_ms")
+
+
+def migration_timeouts(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(lock, statement) timeouts of schema migrations in milliseconds, from their
+    ``MORPHEUS_DB_MIGRATION_*`` variables or the defaults, read without the other settings:
+    a migration run with a database URL alone (Alembic's own command, the tests) honours them
+    too. An invalid value raises :class:`SettingsError` naming its variable."""
+    env = os.environ if environ is None else environ
+    given = {name.upper(): value for name, value in env.items()}
+    values: list[int] = []
+    lines: list[str] = []
+    for field in MIGRATION_TIMEOUT_FIELDS:
+        info = Settings.model_fields[field]
+        raw = given.get(env_name(field).upper(), "").strip()
+        if not raw:
+            values.append(int(info.default))
+            continue
+        try:
+            values.append(TypeAdapter(Annotated[int, *info.metadata]).validate_python(raw))
+        except ValidationError as exc:
+            lines.append(f"{env_name(field)}: {exc.errors(include_url=False)[0]['msg']}")
+    if lines:
+        raise SettingsError(lines)
+    return values[0], values[1]
 
 
 @lru_cache(maxsize=1)

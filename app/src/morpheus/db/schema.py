@@ -1,20 +1,63 @@
-"""Schema migrations (Alembic, shipped inside the package) as functions."""
+"""Schema migrations (Alembic, shipped inside the package) as functions.
+
+Every revision says, at module level, what it does to the schema the release still running
+uses (migrations/README): ``phase = "expand"`` (it only adds: that release keeps working, and
+again after a rollback) or ``phase = "contract"`` (it removes or changes what an older release
+may use: it runs only once no older release runs). :func:`pending_migrations` reports each
+pending revision's phase; ``scripts/lint-migrations`` checks the markers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
+
+# The module-level attribute of a revision that names its phase, and the phases.
+PHASE_ATTRIBUTE = "phase"
+EXPAND = "expand"
+CONTRACT = "contract"
+PHASES = (EXPAND, CONTRACT)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One revision: its id, its phase (None when its file has no valid marker), the first
+    paragraph of its docstring (on one line) and its file."""
+
+    revision: str
+    phase: str | None
+    description: str
+    path: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"revision": self.revision, "phase": self.phase, "description": self.description}
+
+
+def revision_phase(script: Script) -> str | None:
+    """The phase a revision's file declares, or None when it declares none (or no known one)."""
+    value = getattr(script.module, PHASE_ATTRIBUTE, None)
+    return value if isinstance(value, str) and value in PHASES else None
+
+
+def describe(script: Script) -> Migration:
+    return Migration(
+        revision=script.revision,
+        phase=revision_phase(script),
+        description=" ".join((script.doc or "").split()),
+        path=script.path,
+    )
 
 
 def _package_dir() -> Path:
@@ -64,14 +107,7 @@ def current_revision(database_url: str) -> str | None:
         return context.get_current_revision()
 
 
-def pending_revisions(
-    database_url: str, revision: str = "head", *, config: Config | None = None
-) -> list[str]:
-    """The revisions ``upgrade(database_url, revision)`` would apply, oldest first.
-
-    Empty when the database is already there; every revision for an empty database.
-    ``config`` replaces the packaged migrations (another script directory).
-    """
+def _pending_scripts(database_url: str, revision: str, config: Config | None) -> list[Script]:
     script = ScriptDirectory.from_config(config or alembic_config(database_url))
     with _migration_context(database_url) as context:
         current = context.get_current_heads()
@@ -87,4 +123,22 @@ def pending_revisions(
         steps = list(script.iterate_revisions(revision, current, implicit_base=True))
     except RevisionError as exc:
         raise CommandError(str(exc)) from exc
-    return [step.revision for step in reversed(steps)]
+    return list(reversed(steps))
+
+
+def pending_revisions(
+    database_url: str, revision: str = "head", *, config: Config | None = None
+) -> list[str]:
+    """The revisions ``upgrade(database_url, revision)`` would apply, oldest first.
+
+    Empty when the database is already there; every revision for an empty database.
+    ``config`` replaces the packaged migrations (another script directory).
+    """
+    return [step.revision for step in _pending_scripts(database_url, revision, config)]
+
+
+def pending_migrations(
+    database_url: str, revision: str = "head", *, config: Config | None = None
+) -> list[Migration]:
+    """:func:`pending_revisions` with each revision's phase and description."""
+    return [describe(step) for step in _pending_scripts(database_url, revision, config)]

@@ -15,6 +15,8 @@ revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Expand: it creates the schema from nothing; no release ran before it.
+phase: str = "expand"
 
 STATUSES = "'queued', 'running', 'completed', 'failed', 'cancelled'"
 STAGES = "'queued', 'segment', 'render', 'compose', 'package', 'done'"

@@ -18,6 +18,8 @@ revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Expand: a new table only (see above).
+phase: str = "expand"
 
 
 def upgrade() -> None:
