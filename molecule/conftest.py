@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
+import shlex
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import ansible_runner
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,8 @@ def ansible_playbook(
     timeout: int = 600,
     options: list[str] | None = None,
 ) -> tuple[int, str]:
-    """Run a playbook against this scenario's instances, as `molecule verify` sees them.
+    """Run a playbook against this scenario's instances, as `molecule verify` sees them,
+    through ansible-runner.
 
     `options` are further ansible-playbook arguments (--check, --diff, --limit ...).
     Returns the exit code and the whole output on one line (white space folded,
@@ -41,26 +43,33 @@ def ansible_playbook(
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
         pytest.skip("MOLECULE_INVENTORY_FILE is not set: run these tests through `molecule verify`")
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
-        ANSIBLE_FILTER_PLUGINS=str(PROJECT / "filter_plugins"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+    settings = {
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_FILTER_PLUGINS": str(PROJECT / "filter_plugins"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
         # Instances are new on every run: never reuse facts cached by another.
-        ANSIBLE_CACHE_PLUGIN="memory",
-    )
-    cmd = ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps(extra_vars or {})]
-    if tags:
-        cmd += ["--tags", tags]
-    cmd += options or []
-    result = subprocess.run(
-        cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False, timeout=timeout
-    )
-    output = (result.stdout + result.stderr).replace('\\"', '"')
-    return result.returncode, " ".join(output.split())
+        "ANSIBLE_CACHE_PLUGIN": "memory",
+    }
+    with tempfile.TemporaryDirectory(prefix="morpheus-runner-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(PROJECT),
+            playbook=str(playbook),
+            inventory=inventory,
+            extravars=extra_vars or {},
+            tags=tags,
+            cmdline=shlex.join(options) if options else None,
+            envvars=settings,
+            timeout=timeout,
+            quiet=True,
+        )
+        output = runner.stdout.read()
+    if runner.status == "timeout":
+        pytest.fail(f"{playbook.name} ran past {timeout} s:\n{output[-3000:]}")
+    output = output.replace('\\"', '"')
+    return runner.rc, " ".join(output.split())
 
 
 def scenario_file(name: str) -> Path:

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
 
     # --- panel provider -------------------------------------------------------------------
     provider: Literal["local", "runpod"] = "local"
+    # The local provider's drawing time per panel, at least: a pause before each panel it
+    # draws, so that a platform without a GPU behaves like one whose panels take time
+    # (deploy drills, load tests). 0: as fast as it draws.
+    local_panel_seconds: float = Field(default=0.0, ge=0, le=30)
     runpod_base_url: str = "https://api.runpod.ai"
     runpod_endpoint_id: str | None = None
     runpod_api_key: SecretStr | None = None

@@ -127,6 +127,28 @@ async def test_cancel_stops_the_job_between_steps(queue_settings: Settings) -> N
     assert not storage.exists(f"comics/{comic_id}/comic.pdf")
 
 
+async def test_the_local_providers_panel_time_holds_outside_tests(queue_settings: Settings) -> None:
+    """A staging platform without a GPU can make its panels take time (deploy drills):
+    the job is still drawing when it is cancelled, as with the test-only delay."""
+    settings = queue_settings.model_copy(
+        update={"environment": "staging", "provider": "local", "local_panel_seconds": 0.2}
+    )
+    comic_id = await asyncio.to_thread(create_tiny_comic, settings)
+    job = asyncio.create_task(run_comic(settings, comic_id))
+    await wait_for(
+        lambda: comic_status(settings, comic_id),
+        lambda comic: comic.stage == "render" and comic.progress > 0.1,
+        timeout=10,
+        what="rendering to be under way",
+    )
+    with session_scope(settings) as session:
+        repository.cancel_comic(session, comic_id)
+
+    assert await asyncio.wait_for(job, 10) == "cancelled"
+    drawn = get_storage(settings).list_keys(f"comics/{comic_id}/panels/")
+    assert 0 < len(drawn) < TINY_PANELS
+
+
 async def test_missing_comic_and_bad_options_are_unrecoverable(queue_settings: Settings) -> None:
     with pytest.raises(UnrecoverableError, match="does not exist"):
         await run_comic(queue_settings, str(uuid.uuid4()))

@@ -8,32 +8,35 @@ assertions say what was seen when they fail.
 """
 
 import json
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import PROJECT
-from site_checks import ADDRESS, BACKEND, DOMAIN, ROOT_CA, WORKER, docker_inspect, sql
+from site_checks import (
+    API_NAME,
+    AUTH_FILE,
+    BACKEND,
+    ROOT_CA,
+    WORKER,
+    assert_each_completed_once,
+    backend_url,
+    docker_inspect,
+    drill_key,
+    submit,
+    unfinished,
+    wait_until_finished,
+)
 
 FILES = Path(__file__).resolve().parent.parent / "files"
-API_NAME = f"api.{DOMAIN}"
-# Straight to the backend on the private address: the drills measure the queue and the
-# database, not the edge's per-address limits (6 submissions a minute).
-BACKEND_URL = f"http://{ADDRESS}:8000"
-AUTH_FILE = "/root/drill-authorization"
 REDIS_ADMIN = ("admin", "local-only-redis-admin")  # test-only value (inventories/local)
-COMICS = 6
-FINISHED = ("completed", "failed", "cancelled")
-NOVEL = "\n\n".join(
-    f"Chapter {n}\n\nThe lighthouse keeper climbed the stairs at dusk. "
-    f'"The lamp must burn tonight," she said to the boy on the landing.\n\n'
-    "Far below, the sea rolled against the rocks. A gull cried once and was gone. "
-    "The boy counted the steps aloud, and the keeper laughed at his numbers."
-    for n in range(1, 4)
-)
+
+
+@pytest.fixture()
+def api_key(host):
+    with drill_key(host) as name:
+        yield name
 
 
 # The drills' figures, kept beside the run's test reports (and printed with -s).
@@ -45,92 +48,6 @@ def say(message: str) -> None:
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
     with FIGURES.open("a") as out:
         out.write(f"{time.strftime('%H:%M:%S')} platform: {message}\n")
-
-
-@pytest.fixture()
-def api_key(host):
-    """A fresh API key for one drill (the service allows 20 submissions an hour per
-    key), in a root-only header file so that it never shows in a process list; the
-    drill's comics and the key are removed afterwards."""
-    name = f"drill-{uuid.uuid4().hex[:8]}"
-    created = host.run(f"docker exec {BACKEND} morpheus create-api-key {name}")
-    assert created.rc == 0, created.stderr
-    key = created.stdout.strip().splitlines()[-1]
-    host.run(f"umask 077 && printf 'Authorization: Bearer %s\\n' '{key}' > {AUTH_FILE}")
-    yield name
-    ids = sql(
-        host,
-        f"SELECT c.id FROM comics c JOIN api_keys k ON k.id = c.api_key_id WHERE k.name = '{name}'",
-    )
-    for comic in ids.split():
-        host.run(f"docker exec {BACKEND} morpheus delete-comic {comic}")
-    host.run(f"docker exec {BACKEND} morpheus revoke-api-key {name}")
-    host.run(f"rm -f {AUTH_FILE}")
-
-
-def submit(host, count: int = COMICS) -> list[str]:
-    ids = []
-    for n in range(count):
-        body = json.dumps({"title": f"Drill comic {n}", "text": NOVEL})
-        answer = host.run(
-            f"curl -sS -m 30 -H 'Host: {API_NAME}' -H @{AUTH_FILE} "
-            f"-H 'Content-Type: application/json' --data-binary @- "
-            f"-w '\\n%{{http_code}}' {BACKEND_URL}/v1/comics <<'EOF'\n{body}\nEOF"
-        )
-        text, _, code = answer.stdout.rpartition("\n")
-        assert code == "202", f"submission answered {code}: {text} {answer.stderr}"
-        ids.append(json.loads(text)["id"])
-    return ids
-
-
-def states(host, ids: list[str]) -> dict[str, tuple[str, int, int, int]]:
-    """Per comic: status, attempts, pages stored, distinct page numbers."""
-    listed = ",".join(f"'{i}'" for i in ids)
-    rows = sql(
-        host,
-        "SELECT c.id, c.status, c.attempts, count(p.id), count(DISTINCT p.number) "
-        f"FROM comics c LEFT JOIN pages p ON p.comic_id = c.id WHERE c.id IN ({listed}) "
-        "GROUP BY c.id, c.status, c.attempts",
-    )
-    found = {}
-    for row in rows.splitlines():
-        comic, status, attempts, pages, distinct = row.split("|")
-        found[comic] = (status, int(attempts), int(pages), int(distinct))
-    return found
-
-
-# How long a drill waits for its comics (MORPHEUS_DRILL_TIMEOUT shortens it to measure
-# a release that loses them).
-DRILL_TIMEOUT = float(os.environ.get("MORPHEUS_DRILL_TIMEOUT", "240"))
-
-
-def wait_until_finished(host, ids: list[str], timeout: float = DRILL_TIMEOUT) -> float:
-    started = time.monotonic()
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        seen = states(host, ids)
-        if len(seen) == len(ids) and all(s[0] in FINISHED for s in seen.values()):
-            return time.monotonic() - started
-        time.sleep(1)
-    pytest.fail(
-        f"not every comic finished within {timeout:.0f}s: {states(host, ids)}\n"
-        + host.run(f"docker logs --tail 40 {WORKER}").stderr
-    )
-
-
-def assert_each_completed_once(host, ids: list[str]) -> None:
-    for comic, (status, attempts, pages, distinct) in states(host, ids).items():
-        assert status == "completed", f"{comic} ended {status}"
-        # One attempt: no job ran twice, and no page was written twice.
-        assert attempts == 1, f"{comic} ran {attempts} times"
-        assert pages == distinct > 0, f"{comic}: {pages} pages, {distinct} numbers"
-
-
-def unfinished(host, ids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status, *_ in states(host, ids).values():
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def redis_admin(host, *args: str):
@@ -219,11 +136,11 @@ def test_postgresql_restart_under_steady_traffic(host, api_key):
         assert 200 <= late["status"] < 300 and late["seconds"] < 2, late
 
 
-def _bomb_upload(path: str, title: str) -> str:
+def _bomb_upload(url: str, path: str, title: str) -> str:
     return (
         f"curl -sS -m 120 -o /dev/null -w '%{{http_code}}\\n' -H 'Host: {API_NAME}' "
         f"-H @{AUTH_FILE} -F 'title={title}' -F 'file=@{path};type=application/epub+zip' "
-        f"{BACKEND_URL}/v1/comics"
+        f"{url}/v1/comics"
     )
 
 
@@ -243,14 +160,15 @@ def test_hostile_uploads_do_not_take_the_web_tier_down(host, api_key):
     )
     assert made.rc == 0, made.stderr
     restarts = docker_inspect(host, BACKEND)["RestartCount"]
+    url = backend_url(host)
     health = (
         f"curl -sS -m 5 -o /dev/null -w '%{{http_code}}\\n' --cacert {ROOT_CA} "
         f"--resolve {API_NAME}:443:127.0.0.1 https://{API_NAME}/health/live"
     )
     drill = host.run(
-        f"( {_bomb_upload('/root/markup-bomb.epub', 'Markup')} > /root/bomb-1 & "
-        f"{_bomb_upload('/root/deflate-bomb.epub', 'Deflate')} > /root/bomb-2 & "
-        f"{_bomb_upload('/root/lying-bomb.epub', 'Lying')} > /root/bomb-3 & "
+        f"( {_bomb_upload(url, '/root/markup-bomb.epub', 'Markup')} > /root/bomb-1 & "
+        f"{_bomb_upload(url, '/root/deflate-bomb.epub', 'Deflate')} > /root/bomb-2 & "
+        f"{_bomb_upload(url, '/root/lying-bomb.epub', 'Lying')} > /root/bomb-3 & "
         "wait ) & uploads=$!; "
         f"while kill -0 $uploads 2>/dev/null; do {health}; sleep 0.1; done; "
         "echo bombs $(cat /root/bomb-1 /root/bomb-2 /root/bomb-3)"

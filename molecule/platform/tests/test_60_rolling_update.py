@@ -4,53 +4,48 @@ Release B is this tree with one marker line more in the service's package, built
 release role from a copy of the checkout: a real second image, whose /health names
 another release. The load (molecule/shared/files/edge_load.py) runs through the whole
 update: at least 10,000 requests from 8 clients, each from its own address, on the
-three public names. Figures go to .cache/reports/rolling-update.txt.
+three public names. B's workers draw each panel in 1.5 s at least (the local provider's
+panel time), so that the rollback finds a comic in the middle of its work. Two broken
+releases, made from A's image on the host, must be refused and undone with the load
+seeing no failure. Figures go to .cache/reports/rolling-update.txt.
 """
 
-import subprocess
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import PROJECT
 from edge_load import EdgeLoad, summary
-from site_checks import BACKEND, NAMES, ROOT_CA, WORKER, docker_inspect, playbook, release_id
+from rolling import assert_switched, deploy_under_load, marked_release
+from rolling import note as report_line
+from site_checks import (
+    API_NAME,
+    AUTH_FILE,
+    BACKEND,
+    NAMES,
+    ROOT_CA,
+    WORKER,
+    backend_url,
+    docker_inspect,
+    drill_key,
+    playbook,
+    release_id,
+    states,
+    wait_until_finished,
+)
 
 INSTANCE = "morpheus-platform"
-REPORT = PROJECT / ".cache" / "reports" / "rolling-update.txt"
 
 
 def note(line: str) -> None:
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with REPORT.open("a") as out:
-        out.write(f"platform: {line}\n")
+    report_line("platform", line)
 
 
 @pytest.fixture(scope="module")
 def releases(host, tmp_path_factory):
     """(A, B, B's checkout): A runs now; B is built from a copy of this checkout."""
     tree = tmp_path_factory.mktemp("release-b") / "tree"
-    subprocess.run(
-        [
-            "rsync",
-            "-a",
-            "--exclude",
-            ".venv",
-            "--exclude",
-            ".cache",
-            "--exclude",
-            "app/build",
-            f"{PROJECT}/",
-            f"{tree}/",
-        ],
-        check=True,
-    )
-    marked = tree / "app" / "src" / "morpheus" / "__init__.py"
-    marked.write_text(
-        marked.read_text() + "\n# Release marker: B, the rolling update's second release.\n"
-    )
-    release_b = subprocess.run(
-        [str(tree / "scripts" / "release-id")], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    release_b = marked_release(tree)
     release_a = release_id(host)
     assert release_b != release_a
     return release_a, release_b, tree
@@ -61,34 +56,60 @@ def load(host):
     return EdgeLoad(host, INSTANCE, NAMES, ROOT_CA)
 
 
-def switch_under_load(host, load, name, extra_vars):
+# The settings B runs with: the local default's, and 1.5 s a panel at least.
+SLOW_PANELS = {
+    "morpheus_app_env": {
+        "MORPHEUS_RECONCILER_INTERVAL_SECONDS": "10",
+        "MORPHEUS_RECONCILER_GRACE_SECONDS": "15",
+        "MORPHEUS_LOCAL_PANEL_SECONDS": "1.5",
+    }
+}
+# 60 panels: about 90 s of drawing at 1.5 s a panel.
+LONG_NOVEL = "Chapter 1\n\n" + "\n\n".join(
+    f"The keeper climbed stair number {n} of the lighthouse at dusk. "
+    f'"The lamp must burn tonight," she said to the gull number {n}.'
+    for n in range(1, 31)
+)
+
+
+def switch_under_load(host, load, name, extra_vars, expect_success=True, min_requests=10_000):
     backend_before = docker_inspect(host, BACKEND)
     worker_before = docker_inspect(host, WORKER)
-    load.start()
-    started = time.monotonic()
-    code, output = playbook(name, extra_vars)
-    seconds = time.monotonic() - started
-    report = load.stop()
-    assert code == 0, output[-4000:]
-    return seconds, report, backend_before, worker_before
+    seconds, report, output = deploy_under_load(
+        load, lambda: playbook(name, extra_vars), expect_success, min_requests
+    )
+    return seconds, report, backend_before, worker_before, output
 
 
-def assert_switched(report, old, new):
-    assert report["failure_count"] == 0, report["failures"][:10]
-    assert report["requests"] >= 10_000, summary(report)
-    seen = report["releases"]
-    assert old in seen and new in seen, summary(report)
-    # A answered first and B last: the switch happened under the load.
-    assert seen[old][0] < seen[new][0] and seen[new][1] > seen[old][1], summary(report)
+def submit_one(host, title: str) -> str:
+    body = json.dumps({"title": title, "text": LONG_NOVEL})
+    answer = host.run(
+        f"curl -sS -m 30 -H 'Host: {API_NAME}' -H @{AUTH_FILE} "
+        f"-H 'Content-Type: application/json' --data-binary @- "
+        f"-w '\\n%{{http_code}}' {backend_url(host)}/v1/comics <<'EOF'\n{body}\nEOF"
+    )
+    text, _, code = answer.stdout.rpartition("\n")
+    assert code == "202", f"submission answered {code}: {text} {answer.stderr}"
+    return json.loads(text)["id"]
+
+
+def wait_for(what: str, check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
 
 
 def test_rolling_update_to_a_new_release_under_load(host, releases, load):
     release_a, release_b, tree = releases
-    seconds, report, backend, worker = switch_under_load(
+    seconds, report, backend, worker, _ = switch_under_load(
         host,
         load,
         "rolling_update.yml",
-        {"release": release_b, "release_build_source_dir": str(tree)},
+        {"release": release_b, "release_build_source_dir": str(tree), **SLOW_PANELS},
     )
     took = f"{seconds:.0f} s, build included"
     note(f"rolling update {release_a} -> {release_b}: {took}; {summary(report)}")
@@ -108,12 +129,97 @@ def test_rolling_update_to_a_new_release_under_load(host, releases, load):
     assert host.file("/var/lib/morpheus/backend/live-slot").content_string.strip() in live
 
 
-def test_rollback_to_the_previous_release_under_load(host, releases, load):
+def test_rollback_under_load_lets_the_old_workers_finish_their_jobs(host, releases, load):
+    """The rollback replaces B's workers (slow panels) with A's: a comic B's worker is
+    drawing when the rollout starts completes there, once; a comic queued while the old
+    worker drains is taken by a new one."""
     release_a, release_b, _ = releases
-    seconds, report, _, _ = switch_under_load(host, load, "rollback.yml", {})
+    old_worker = docker_inspect(host, WORKER)
+    # The old worker's log, kept past its removal, says which comics it finished.
+    host.run("rm -f /root/old-worker.log")
+    assert (
+        host.run(
+            f"systemd-run --unit=morpheus-old-worker-log --collect sh -c "
+            f"'docker logs -f {old_worker['Id']} > /root/old-worker.log 2>&1'"
+        ).rc
+        == 0
+    )
+    with drill_key(host), ThreadPoolExecutor(1) as pool:
+        running = submit_one(host, "Drawn by the old worker")
+        wait_for("the comic's drawing", lambda: states(host, [running])[running][0] == "running")
+        rollback = pool.submit(switch_under_load, host, load, "rollback.yml", {})
+        # The new worker runs and the old one has been told to drain: queue another.
+        policy = (
+            f"docker inspect --format '{{{{.HostConfig.RestartPolicy.Name}}}}' {old_worker['Id']}"
+        )
+        wait_for(
+            "the old worker's drain",
+            lambda: host.run(policy).stdout.strip() == "no",
+            timeout=300,
+        )
+        queued = submit_one(host, "Queued during the drain")
+        seconds, report, _, _, output = rollback.result(timeout=900)
+        finished = wait_until_finished(host, [running, queued])
+        outcome = states(host, [running, queued])
     note(f"rollback {release_b} -> {release_a}: {seconds:.0f} s; {summary(report)}")
     assert_switched(report, release_b, release_a)
     assert release_id(host) == release_a
+    for comic in (running, queued):
+        status, attempts, pages, distinct = outcome[comic]
+        assert (status, attempts) == ("completed", 1), f"{comic}: {outcome[comic]}"
+        assert pages == distinct > 0
+    drained = host.file("/root/old-worker.log").content_string
+    completed_there = [line for line in drained.splitlines() if "comic completed" in line]
+    assert any(running in line for line in completed_there), drained[-2000:]
+    assert queued not in drained, drained[-2000:]
+    assert "morpheus-worker-0: drained in" in output
+    note(
+        f"worker rollout: the comic {release_b}'s worker was drawing completed there at attempt 1, "
+        f"{finished:.0f} s after the rollback; the one queued in the drain went to {release_a}'s"
+    )
+
+
+def derived_release(host, base: str, tag: str, dockerfile: str) -> str:
+    """A release built on the host from a running one's image, changed by `dockerfile`."""
+    build = f"/tmp/release-{tag}"
+    host.run(f"rm -rf {build} && mkdir -p {build}")
+    host.run(
+        f"cat > {build}/Dockerfile <<'EOF'\nFROM morpheus/app:{base}\n"
+        f"ENV MORPHEUS_RELEASE_ID={tag}\nLABEL org.opencontainers.image.revision={tag}\n"
+        f"{dockerfile}\nEOF"
+    )
+    built = host.run(f"docker build -q -t morpheus/app:{tag} {build}")
+    assert built.rc == 0, built.stderr
+    return tag
+
+
+@pytest.mark.parametrize(
+    ("tag", "dockerfile", "cause"),
+    [
+        # Its health check never passes: the play stops before the edge switches.
+        (
+            "broken-unhealthy",
+            'HEALTHCHECK --interval=2s --timeout=2s --start-period=1s --retries=2 CMD ["false"]',
+            "is unhealthy",
+        ),
+        # Healthy, but it refuses every novel: the smoke test after the first batch fails
+        # and the previous release is put back.
+        ("broken-smoke", "ENV MORPHEUS_MAX_TEXT_CHARS=10", "The smoke test failed"),
+    ],
+)
+def test_a_broken_release_is_refused_and_undone_under_load(host, load, tag, dockerfile, cause):
+    release_a = release_id(host)
+    derived_release(host, release_a, tag, dockerfile)
+    seconds, report, _, _, output = switch_under_load(
+        host, load, "rolling_update.yml", {"release": tag}, expect_success=False, min_requests=2000
+    )
+    note(f"broken release {tag}: stopped and undone in {seconds:.0f} s; {summary(report)}")
+    assert f"The rolling update to release {tag} stopped: morpheus-platform" in output
+    assert cause in output, output[-3000:]
+    assert report["failure_count"] == 0, report["failures"][:10]
+    assert release_id(host) == release_a
+    assert set(report["releases"]) <= {release_a, tag}
+    host.run(f"docker image rm morpheus/app:{tag}")
 
 
 def test_check_mode_says_what_a_rolling_update_would_change(host, releases):

@@ -27,6 +27,7 @@ BROKEN_MIGRATION = textwrap.dedent(
 
     revision = "9999_broken"
     down_revision = "{head}"
+    phase = "expand"
 
     def upgrade():
         op.create_table("broken_half_way", sa.Column("id", sa.Integer, primary_key=True))

@@ -103,7 +103,9 @@ class _Attempt:
             _size(options, "page_height", compose.PAGE_HEIGHT),
         )
         test_env = settings.environment in ("test", "development")
-        self.panel_delay = settings.test_panel_delay_seconds if test_env else 0.0
+        test_delay = settings.test_panel_delay_seconds if test_env else 0.0
+        local_delay = settings.local_panel_seconds if settings.provider == "local" else 0.0
+        self.panel_delay = max(test_delay, local_delay)
         self.log = log.bind(comic_id=comic_id, attempt=number)
 
     async def progress(self, stage: ComicStage, progress: float) -> None:
