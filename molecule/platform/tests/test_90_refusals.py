@@ -41,9 +41,26 @@ BROKEN_MIGRATION = textwrap.dedent(
 )
 
 
-@pytest.fixture()
-def broken_release(host):
-    """A release whose image carries a migration that fails after changing data."""
+CONTRACT_MIGRATION = textwrap.dedent(
+    '''
+    """Drop a column an older release still reads: a contract step."""
+    from alembic import op
+
+    revision = "9999_contract"
+    down_revision = "{head}"
+    phase = "contract"
+
+    def upgrade():
+        op.drop_column("comics", "client_addr")
+
+    def downgrade():
+        pass
+    '''
+)
+
+
+def release_with_migration(host, tag: str, name: str, migration: str) -> str:
+    """A release built on the host from the running one, with one migration more."""
     release = release_id(host)
     head = host.run(
         f"docker run --rm --entrypoint python3 morpheus/app:{release} -c "
@@ -54,18 +71,57 @@ def broken_release(host):
         f"docker run --rm --entrypoint python3 morpheus/app:{release} -c "
         "'import morpheus, os; print(os.path.dirname(morpheus.__file__))'"
     ).stdout.strip()
-    build = "/tmp/broken-release"
+    build = f"/tmp/release-{tag}"
     host.run(f"rm -rf {build} && mkdir -p {build}")
-    migration = BROKEN_MIGRATION.replace("{head}", head)
-    host.run(f"cat > {build}/9999_broken.py <<'EOF'\n{migration}\nEOF")
+    host.run(f"cat > {build}/{name} <<'EOF'\n{migration.replace('{head}', head)}\nEOF")
     host.run(
-        f"printf 'FROM morpheus/app:{release}\\nCOPY 9999_broken.py {site}/migrations/versions/\\n'"
+        f"printf 'FROM morpheus/app:{release}\\nCOPY {name} {site}/migrations/versions/\\n'"
         f" > {build}/Dockerfile"
     )
-    built = host.run(f"docker build -q -t morpheus/app:broken-test {build}")
+    built = host.run(f"docker build -q -t morpheus/app:{tag} {build}")
     assert built.rc == 0, built.stderr
-    yield "broken-test"
+    return tag
+
+
+@pytest.fixture()
+def broken_release(host):
+    """A release whose image carries a migration that fails after changing data."""
+    yield release_with_migration(host, "broken-test", "9999_broken.py", BROKEN_MIGRATION)
     host.run("docker image rm -f morpheus/app:broken-test")
+
+
+@pytest.fixture()
+def contract_release(host):
+    """A release whose image carries a contract step: it drops a column."""
+    yield release_with_migration(host, "contract-test", "9999_contract.py", CONTRACT_MIGRATION)
+    host.run("docker image rm -f morpheus/app:contract-test")
+
+
+def test_a_contract_migration_is_refused_while_an_older_release_may_need_it(host, contract_release):
+    """Refused by default; allowed, still refused while containers of the running
+    release are there; nothing migrated either way, no dump taken."""
+    revision = host.run(f"docker exec {BACKEND} morpheus db current").stdout
+    dumps = host.run("ls /var/backups/morpheus/migrations").stdout
+    code, output = playbook("rolling_update.yml", {"release": contract_release})
+    assert code != 0
+    assert "holds contract step(s) 9999_contract" in output, output[-3000:]
+    assert "Nothing was migrated and nothing changed" in output
+    code, output = playbook(
+        "rolling_update.yml", {"release": contract_release, "allow_contract_migration": True}
+    )
+    assert code != 0
+    assert "allowed by migrations_allow_contract, but containers of another release" in output
+    assert f"morpheus-backend-0 (backend, release '{release_id(host)}')" in output
+    assert host.run(f"docker exec {BACKEND} morpheus db current").stdout == revision
+    assert host.run("ls /var/backups/morpheus/migrations").stdout == dumps
+    assert (
+        sql(
+            host,
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'comics' AND column_name = 'client_addr'",
+        )
+        == "1"
+    )
 
 
 def test_failed_migration_restores_the_database_and_stops(host, broken_release):
