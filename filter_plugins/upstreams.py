@@ -123,6 +123,13 @@ def _bool(value: object, name: str) -> bool:
     raise AnsibleFilterError(f"{name}: backup {value!r} is not a boolean")
 
 
+def _require_host_list(hosts: object, name: str) -> None:
+    if isinstance(hosts, str | bytes | Mapping) or not isinstance(hosts, Iterable):
+        raise AnsibleFilterError(
+            f"{name}: expected a list of hosts' variables, got {type(hosts).__name__}"
+        )
+
+
 def upstream_members(
     hosts: Iterable[object] | None,
     defaults: Mapping[str, object] | None = None,
@@ -130,10 +137,7 @@ def upstream_members(
 ) -> list[dict[str, object]]:
     if hosts is None:
         return []
-    if isinstance(hosts, str | bytes | Mapping) or not isinstance(hosts, Iterable):
-        raise AnsibleFilterError(
-            f"{name}: expected a list of hosts' variables, got {type(hosts).__name__}"
-        )
+    _require_host_list(hosts, name)
     defaults = dict(defaults or {})
     unknown = sorted(set(defaults) - set(HOST_KEYS))
     if unknown:
@@ -235,10 +239,7 @@ def upstream_slots(
 ) -> list[dict[str, object]]:
     if hosts is None:
         return []
-    if isinstance(hosts, str | bytes | Mapping) or not isinstance(hosts, Iterable):
-        raise AnsibleFilterError(
-            f"{name}: expected a list of hosts' variables, got {type(hosts).__name__}"
-        )
+    _require_host_list(hosts, name)
     if live is not None and not isinstance(live, Mapping):
         raise AnsibleFilterError(f"{name}: live must map host names to slots, got {live!r}")
     live = dict(live or {})

@@ -105,8 +105,8 @@ async def test_duplicate_delivery_of_a_finished_comic_does_nothing(
     assert load_comic(queue_settings, comic_id).attempts == 1
 
 
-async def test_cancel_stops_the_job_between_steps(queue_settings: Settings) -> None:
-    settings = queue_settings.model_copy(update={"test_panel_delay_seconds": 0.2})
+async def cancel_while_rendering(settings: Settings) -> str:
+    """Run a tiny comic, cancel it once rendering is under way; its id."""
     comic_id = await asyncio.to_thread(create_tiny_comic, settings)
     job = asyncio.create_task(run_comic(settings, comic_id))
     await wait_for(
@@ -117,8 +117,13 @@ async def test_cancel_stops_the_job_between_steps(queue_settings: Settings) -> N
     )
     with session_scope(settings) as session:
         repository.cancel_comic(session, comic_id)
-
     assert await asyncio.wait_for(job, 10) == "cancelled"
+    return comic_id
+
+
+async def test_cancel_stops_the_job_between_steps(queue_settings: Settings) -> None:
+    settings = queue_settings.model_copy(update={"test_panel_delay_seconds": 0.2})
+    comic_id = await cancel_while_rendering(settings)
     comic = load_comic(settings, comic_id)
     assert comic.status == "cancelled"
     storage = get_storage(settings)
@@ -133,18 +138,7 @@ async def test_the_local_providers_panel_time_holds_outside_tests(queue_settings
     settings = queue_settings.model_copy(
         update={"environment": "staging", "provider": "local", "local_panel_seconds": 0.2}
     )
-    comic_id = await asyncio.to_thread(create_tiny_comic, settings)
-    job = asyncio.create_task(run_comic(settings, comic_id))
-    await wait_for(
-        lambda: comic_status(settings, comic_id),
-        lambda comic: comic.stage == "render" and comic.progress > 0.1,
-        timeout=10,
-        what="rendering to be under way",
-    )
-    with session_scope(settings) as session:
-        repository.cancel_comic(session, comic_id)
-
-    assert await asyncio.wait_for(job, 10) == "cancelled"
+    comic_id = await cancel_while_rendering(settings)
     drawn = get_storage(settings).list_keys(f"comics/{comic_id}/panels/")
     assert 0 < len(drawn) < TINY_PANELS
 

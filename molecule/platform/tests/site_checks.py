@@ -98,10 +98,10 @@ def drill_key(host):
         host.run(f"rm -f {AUTH_FILE}")
 
 
-def submit(host, count: int = COMICS) -> list[str]:
+def submit(host, count: int = COMICS, title: str = "Drill comic", text: str = NOVEL) -> list[str]:
     ids = []
     for n in range(count):
-        body = json.dumps({"title": f"Drill comic {n}", "text": NOVEL})
+        body = json.dumps({"title": f"{title} {n}", "text": text})
         answer = host.run(
             f"curl -sS -m 30 -H 'Host: {API_NAME}' -H @{AUTH_FILE} "
             f"-H 'Content-Type: application/json' --data-binary @- "

@@ -10,7 +10,6 @@ releases, made from A's image on the host, must be refused and undone with the l
 seeing no failure. Figures go to .cache/reports/rolling-update.txt.
 """
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,18 +18,16 @@ from edge_load import EdgeLoad, summary
 from rolling import assert_switched, deploy_under_load, marked_release
 from rolling import note as report_line
 from site_checks import (
-    API_NAME,
-    AUTH_FILE,
     BACKEND,
     NAMES,
     ROOT_CA,
     WORKER,
-    backend_url,
     docker_inspect,
     drill_key,
     playbook,
     release_id,
     states,
+    submit,
     wait_until_finished,
 )
 
@@ -82,15 +79,7 @@ def switch_under_load(host, load, name, extra_vars, expect_success=True, min_req
 
 
 def submit_one(host, title: str) -> str:
-    body = json.dumps({"title": title, "text": LONG_NOVEL})
-    answer = host.run(
-        f"curl -sS -m 30 -H 'Host: {API_NAME}' -H @{AUTH_FILE} "
-        f"-H 'Content-Type: application/json' --data-binary @- "
-        f"-w '\\n%{{http_code}}' {backend_url(host)}/v1/comics <<'EOF'\n{body}\nEOF"
-    )
-    text, _, code = answer.stdout.rpartition("\n")
-    assert code == "202", f"submission answered {code}: {text} {answer.stderr}"
-    return json.loads(text)["id"]
+    return submit(host, 1, title, LONG_NOVEL)[0]
 
 
 def wait_for(what: str, check, timeout: float = 120.0):
