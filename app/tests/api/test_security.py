@@ -64,7 +64,7 @@ async def test_security_headers_on_every_site(app: FastAPI, base: str, path: str
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert "camera=()" in headers["permissions-policy"]
-    assert "strict-transport-security" not in headers  # plain HTTP
+    assert "strict-transport-security" not in headers  # nginx's, over HTTP or HTTPS
 
 
 async def test_request_id_is_echoed_or_generated(api: httpx.AsyncClient) -> None:

@@ -99,7 +99,11 @@ SECURITY_HEADERS: dict[str, str] = {
 
 
 class SecurityHeadersMiddleware:
-    """Add the security headers to every response (HSTS only over HTTPS)."""
+    """Add the app's security headers to every response, each once.
+
+    Strict-Transport-Security is not among them: nginx, the edge that ends TLS, owns it
+    (one owner per header, so that no answer carries it twice or with two values).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -108,7 +112,6 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -116,8 +119,6 @@ class SecurityHeadersMiddleware:
                 for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
-                if https:
-                    headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
