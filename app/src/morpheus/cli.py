@@ -263,6 +263,54 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per live dashboard session, the most recently used first."""
+    from morpheus.web.session import SessionsUnavailable, list_sessions
+
+    try:
+        records = list_sessions(settings)
+    except SessionsUnavailable as exc:
+        raise CommandError(f"Redis is not reachable: {exc}") from None
+    rows = [("ID", "USER", "CREATED", "LAST SEEN", "ADDRESS")]
+    for record in records:
+        rows.append(
+            (
+                record.handle,
+                record.username,
+                record.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                record.last_seen.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                record.address,
+            )
+        )
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
+def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
+    """End one session (by the id ``sessions list`` shows) or every session of a user."""
+    if (args.session_id is None) == (args.user is None):
+        _err("sessions end: give a session ID or --user NAME, one of them")
+        return EXIT_USAGE
+    from morpheus.web.session import SessionsUnavailable, end_session, end_user_sessions
+
+    try:
+        if args.user is not None:
+            username = args.user.strip()
+            print(f"ended {end_user_sessions(settings, username)} session(s) of {username}")
+            return EXIT_OK
+        ended = end_session(settings, args.session_id)
+    except SessionsUnavailable as exc:
+        raise CommandError(f"Redis is not reachable: {exc}") from None
+    if not ended:
+        raise CommandError(f"no session {args.session_id} (see: morpheus sessions list)")
+    print(f"ended session {args.session_id}")
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -346,6 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="queue at most N comics (default MORPHEUS_RECONCILER_BATCH_SIZE)",
     )
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    sessions = commands.add_parser("sessions", help="list or end dashboard sessions")
+    sessions_commands = sessions.add_subparsers(
+        dest="sessions_command", metavar="ACTION", required=True
+    )
+    sessions_list = sessions_commands.add_parser(
+        "list", help="list live sessions: id, user, created, last seen, client address"
+    )
+    sessions_list.set_defaults(handler=cmd_sessions_list)
+    sessions_end = sessions_commands.add_parser(
+        "end", help="end a session (its ID from 'sessions list') or every session of a user"
+    )
+    sessions_end.add_argument("session_id", nargs="?", metavar="ID")
+    sessions_end.add_argument("--user", metavar="NAME", help="end every session of this user")
+    sessions_end.set_defaults(handler=cmd_sessions_end)
     return parser
 
 

@@ -46,8 +46,8 @@ from morpheus.db.session import database_unavailable
 from morpheus.logging import configure_logging, get_logger
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
-from morpheus.web.pages import install_error_pages, login_required_page
-from morpheus.web.session import SessionCodec
+from morpheus.web.pages import install_error_pages, login_required_page, sessions_unavailable_page
+from morpheus.web.session import SessionStore, SessionsUnavailable, session_prefix
 from morpheus.web.templating import STATIC_DIR
 
 log = get_logger(__name__)
@@ -140,11 +140,10 @@ def _api_app(context: AppContext) -> FastAPI:
     return app
 
 
-def _site_app(name: str, context: AppContext, codec: SessionCodec | None = None) -> FastAPI:
+def _site_app(name: str, context: AppContext) -> FastAPI:
     app = FastAPI(title=f"Morpheus {name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.site = name
     app.state.context = context
-    app.state.session_codec = codec
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_pages(app)
     return app
@@ -162,10 +161,13 @@ def create_app(settings: Settings) -> FastAPI:
     shop = _site_app("storefront", context)
     shop.include_router(storefront.router)
 
-    codec = SessionCodec(settings.secret_key.get_secret_value())
-    desk = _site_app("dashboard", context, codec)
+    desk = _site_app("dashboard", context)
+    desk.state.sessions = SessionStore(
+        context.redis, session_prefix(settings), settings.secret_key.get_secret_value()
+    )
     desk.include_router(dashboard.router)
     desk.add_exception_handler(dashboard.LoginRequired, login_required_page)
+    desk.add_exception_handler(SessionsUnavailable, sessions_unavailable_page)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -1,4 +1,5 @@
-"""The operators' dashboard: log in, list jobs, retry or cancel them, watch the queue."""
+"""The operators' dashboard: log in, list jobs, retry or cancel them, watch the queue;
+list and end sessions, change one's password."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from morpheus.api import services
 from morpheus.api.auth import MINUTE, client_address, enforce_limit, limit_by_address
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.submissions import limited_receive
+from morpheus.db import repository
 from morpheus.db.models import User
 from morpheus.web.pages import render
-from morpheus.web.session import Session, SessionCodec, csrf_matches
+from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
 
 router = APIRouter(dependencies=[Depends(limit_by_address)])
 
@@ -31,15 +34,17 @@ NOTICES = {
     "retried": "The comic was queued again.",
     "cancelled": "The comic was cancelled.",
     "logged-out": "You are logged out.",
+    "session-ended": "The session was ended.",
+    "password-changed": "Your password was changed; every other session of yours was ended.",
 }
 
 
-def codec(request: Request) -> SessionCodec:
-    return request.app.state.session_codec  # type: ignore[no-any-return]
+def store(request: Request) -> SessionStore:
+    return request.app.state.sessions  # type: ignore[no-any-return]
 
 
-def load_session(request: Request) -> Session:
-    return codec(request).load(request)
+async def load_session(request: Request) -> Session:
+    return await store(request).load(request)
 
 
 SessionDep = Annotated[Session, Depends(load_session)]
@@ -73,7 +78,7 @@ def login_page(
         status_code=status_code,
         headers=NO_STORE,
     )
-    codec(request).save(request, response, session)
+    store(request).save_login_form(request, response, session)
     return response
 
 
@@ -86,11 +91,15 @@ class LoginRequired(Exception):
 
 
 async def require_operator(request: Request, ctx: Context, session: SessionDep) -> User:
-    if session.user_id is None:
+    """The session's user, while the user is active and its password unchanged since
+    login (a session that fails either is ended)."""
+    if session.user_id is None or session.handle is None:
         raise LoginRequired
     user = await services.active_user(ctx, session.user_id)
-    if user is None:
+    if user is None or password_mark(user) != session.password_mark:
+        await store(request).end(session.handle)
         raise LoginRequired
+    await store(request).touch(request, session)
     return user
 
 
@@ -123,17 +132,23 @@ async def login(
     user = await services.authenticate_user(ctx, username, password) if username else None
     if user is None:
         return login_page(request, session, error="Wrong username or password.", status_code=401)
-    # A fresh session (new CSRF token) at login: a token seen before login is worthless.
-    fresh = Session(user_id=str(user.id))
+    # A new session (new id, new CSRF token) at login: nothing seen before login is worth
+    # anything after it, and a session this browser had before ends.
     response = RedirectResponse("/", status_code=303)
-    codec(request).save(request, response, fresh)
+    await store(request).create(request, response, user)
+    if session.handle is not None:
+        await store(request).end(session.handle)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, form: Annotated[FormData, Depends(checked_form)]) -> Response:
+async def logout(
+    request: Request, session: SessionDep, form: Annotated[FormData, Depends(checked_form)]
+) -> Response:
+    if session.handle is not None:
+        await store(request).end(session.handle)
     response = RedirectResponse("/login?notice=logged-out", status_code=303)
-    codec(request).clear(request, response)
+    store(request).clear_cookie(request, response)
     return response
 
 
@@ -211,3 +226,102 @@ async def cancel(
 ) -> Response:
     await services.cancel_comic(ctx, str(comic_id), services.OPERATOR)
     return RedirectResponse(f"/comics/{comic_id}?notice=cancelled", status_code=303)
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+@router.get("/sessions", response_class=HTMLResponse)
+async def sessions(request: Request, session: SessionDep, user: Operator) -> HTMLResponse:
+    return render(
+        request,
+        "dashboard/sessions.html",
+        {
+            "user": user,
+            "csrf_token": session.csrf,
+            "sessions": await store(request).list(),
+            "current": session.handle,
+            "notice": NOTICES.get(_notice(request)),
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.post("/sessions/{handle}/end")
+async def end_session(
+    handle: str,
+    request: Request,
+    session: SessionDep,
+    user: Operator,
+    form: Annotated[FormData, Depends(checked_form)],
+) -> Response:
+    if not await store(request).end(handle):
+        raise HTTPException(status_code=404, detail="There is no such session (any more).")
+    if handle == session.handle:
+        response = RedirectResponse("/login?notice=logged-out", status_code=303)
+        store(request).clear_cookie(request, response)
+        return response
+    return RedirectResponse("/sessions?notice=session-ended", status_code=303)
+
+
+# --- one's password ---------------------------------------------------------------------
+
+
+def password_page(
+    request: Request,
+    session: Session,
+    user: User,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "dashboard/password.html",
+        {"user": user, "csrf_token": session.csrf, "error": error},
+        status_code=status_code,
+        headers=NO_STORE,
+    )
+
+
+async def _set_password(ctx: AppContext, username: str, password: str) -> User:
+    def change() -> User:
+        with ctx.sessions() as db:
+            return repository.set_user_password(db, username, password)
+
+    return await run_in_threadpool(change)
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+async def password_form(request: Request, session: SessionDep, user: Operator) -> HTMLResponse:
+    return password_page(request, session, user)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+async def change_password(
+    request: Request,
+    ctx: Context,
+    session: SessionDep,
+    user: Operator,
+    form: Annotated[FormData, Depends(checked_form)],
+) -> Response:
+    """Change the operator's own password: every session of the user ends, and this
+    browser gets a new one."""
+    current = str(form.get("current_password") or "")
+    new = str(form.get("new_password") or "")
+    if new != str(form.get("repeat_password") or ""):
+        return password_page(
+            request, session, user, error="The new passwords do not match.", status_code=400
+        )
+    if await services.authenticate_user(ctx, user.username, current) is None:
+        return password_page(
+            request, session, user, error="The current password is not right.", status_code=400
+        )
+    try:
+        changed = await _set_password(ctx, user.username, new)
+    except ValueError as exc:
+        return password_page(request, session, user, error=f"The new {exc}.", status_code=400)
+    response = RedirectResponse("/?notice=password-changed", status_code=303)
+    await store(request).end_user(user_id=str(user.id))
+    await store(request).create(request, response, changed)
+    return response

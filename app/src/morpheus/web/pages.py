@@ -106,4 +106,23 @@ async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
     """401 with the login form (no data of the page that was asked for)."""
     from morpheus.web.dashboard import load_session, login_page
 
-    return login_page(request, load_session(request), status_code=401)
+    return login_page(request, await load_session(request), status_code=401)
+
+
+# Redis restarts in seconds, as for a limit that cannot be checked.
+SESSIONS_RETRY_AFTER_SECONDS = 30
+SESSIONS_UNAVAILABLE_MESSAGE = (
+    "The dashboard's sessions cannot be checked right now (Redis is not answering), so "
+    "nobody can log in or stay logged in; please try again in a minute."
+)
+
+
+async def sessions_unavailable_page(request: Request, exc: Exception) -> HTMLResponse:
+    """503 when Redis cannot be asked about a session: fail closed, never a 500."""
+    log.warning("dashboard sessions unavailable", path=request.url.path, error=str(exc))
+    return error_page(
+        request,
+        503,
+        SESSIONS_UNAVAILABLE_MESSAGE,
+        {"Retry-After": str(SESSIONS_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
