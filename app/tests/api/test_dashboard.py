@@ -178,14 +178,15 @@ async def test_login_attempts_are_throttled_per_address(
     desk: httpx.AsyncClient, operator: tuple[str, str]
 ) -> None:
     token = csrf_of((await desk.get("/login")).text)
+    # A name per attempt: the per-account lockout (test_lockout.py) does not come into it.
     codes = [
         (
             await desk.post(
                 "/login",
-                data={"username": operator[0], "password": "wrong-guess-0000", "csrf_token": token},
+                data={"username": f"guess-{n}", "password": "wrong-guess-0", "csrf_token": token},
             )
         ).status_code
-        for _ in range(11)
+        for n in range(11)
     ]
     assert codes == [401] * 10 + [429]
     # Even the right password waits for the window to pass.

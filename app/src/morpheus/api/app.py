@@ -37,6 +37,7 @@ from morpheus.api.middleware import (
     trusted_proxy_list,
 )
 from morpheus.api.observability import init_sentry
+from morpheus.api.ratelimit import AccountLockout
 from morpheus.api.services import (
     DATABASE_RETRY_AFTER_SECONDS,
     DATABASE_UNAVAILABLE_MESSAGE,
@@ -164,6 +165,11 @@ def create_app(settings: Settings) -> FastAPI:
     desk = _site_app("dashboard", context)
     desk.state.sessions = SessionStore(
         context.redis, session_prefix(settings), settings.secret_key.get_secret_value()
+    )
+    desk.state.lockout = AccountLockout(
+        context.redis,
+        f"morpheus:{settings.queue_name}:lockout",
+        enabled=settings.rate_limit_enabled,
     )
     desk.include_router(dashboard.router)
     desk.add_exception_handler(dashboard.LoginRequired, login_required_page)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
@@ -16,6 +17,21 @@ MINUTE = 60
 HOUR = 3600
 # Retry-After of a 503 for a limit that cannot be checked: Redis restarts in seconds.
 LIMITER_RETRY_AFTER_SECONDS = 30
+LIMIT_UNCHECKED_DETAIL = (
+    "This cannot be done right now, as its rate limit cannot be checked; "
+    "please try again in a minute."
+)
+
+T = TypeVar("T")
+
+
+def limit_unchecked() -> HTTPException:
+    """The 503 for a limit that must not be passed unchecked and cannot be checked."""
+    return HTTPException(
+        status_code=503,
+        detail=LIMIT_UNCHECKED_DETAIL,
+        headers={"Retry-After": str(LIMITER_RETRY_AFTER_SECONDS)},
+    )
 
 
 def presented_api_key(request: Request) -> str | None:
@@ -53,12 +69,7 @@ async def enforce_limit(
             name, key, limit=limit, window=window, fail_closed=fail_closed
         )
     except LimiterUnavailable:
-        raise HTTPException(
-            status_code=503,
-            detail="This cannot be done right now, as its rate limit cannot be checked; "
-            "please try again in a minute.",
-            headers={"Retry-After": str(LIMITER_RETRY_AFTER_SECONDS)},
-        ) from None
+        raise limit_unchecked() from None
     if not decision.allowed:
         site = getattr(request.app.state, "site", "root")
         RATE_LIMITED.labels(site, name).inc()
@@ -67,6 +78,15 @@ async def enforce_limit(
             detail="Too many requests; please slow down.",
             headers={"Retry-After": str(decision.retry_after)},
         )
+
+
+async def fail_closed(step: Awaitable[T]) -> T:
+    """Run a step of the account lockout; a 503 when Redis cannot be asked, as for the
+    login throttle: passwords are never checked while their limit is not."""
+    try:
+        return await step
+    except LimiterUnavailable:
+        raise limit_unchecked() from None
 
 
 async def require_api_key(

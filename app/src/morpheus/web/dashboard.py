@@ -4,6 +4,8 @@ list and end sessions, change one's password."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -12,8 +14,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from morpheus.api import services
-from morpheus.api.auth import MINUTE, client_address, enforce_limit, limit_by_address
+from morpheus.api.auth import (
+    MINUTE,
+    client_address,
+    enforce_limit,
+    fail_closed,
+    limit_by_address,
+)
 from morpheus.api.context import AppContext, get_context
+from morpheus.api.ratelimit import AccountLockout, Lockout
 from morpheus.api.submissions import limited_receive
 from morpheus.db import repository
 from morpheus.db.models import User
@@ -69,14 +78,19 @@ async def checked_form(request: Request, session: SessionDep) -> FormData:
 
 
 def login_page(
-    request: Request, session: Session, *, error: str | None = None, status_code: int = 200
+    request: Request,
+    session: Session,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     response = render(
         request,
         "dashboard/login.html",
         {"csrf_token": session.csrf, "error": error, "notice": NOTICES.get(_notice(request))},
         status_code=status_code,
-        headers=NO_STORE,
+        headers={**NO_STORE, **(headers or {})},
     )
     store(request).save_login_form(request, response, session)
     return response
@@ -106,6 +120,59 @@ async def require_operator(request: Request, ctx: Context, session: SessionDep) 
 Operator = Annotated[User, Depends(require_operator)]
 
 
+# --- checking a password: the per-account lockout -----------------------------------------
+
+
+def lockout(request: Request) -> AccountLockout:
+    return request.app.state.lockout  # type: ignore[no-any-return]
+
+
+def _wait(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An account locked out: what to tell (when to retry) and the Retry-After header."""
+
+    message: str
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, locked: Lockout) -> Refused:
+        at = datetime.fromtimestamp(locked.until, UTC).strftime("%H:%M:%S UTC")
+        return cls(
+            f"Too many failed logins for this account; try again in "
+            f"{_wait(locked.retry_after)} (after {at}).",
+            {"Retry-After": str(locked.retry_after)},
+        )
+
+
+async def check_password(
+    request: Request, ctx: AppContext, username: str, password: str
+) -> tuple[User | None, Refused | None]:
+    """The active user with these credentials (or None), unless the account is locked
+    out (:class:`Refused`). Names of no account are counted and answered the same way;
+    Redis that cannot be asked is a 503 (fail closed)."""
+    account = lockout(request)
+    locked = await fail_closed(account.begin(username))
+    if locked.locked:
+        return None, Refused.of(locked)
+    try:
+        user = await services.authenticate_user(ctx, username, password) if username else None
+    except BaseException:
+        await account.abandoned(username)
+        raise
+    if user is None:
+        await fail_closed(account.failed(username))
+        return None, None
+    await fail_closed(account.succeeded(username))
+    return user, None
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, session: SessionDep) -> HTMLResponse:
     return login_page(request, session)
@@ -129,7 +196,11 @@ async def login(
     )
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
-    user = await services.authenticate_user(ctx, username, password) if username else None
+    user, refused = await check_password(request, ctx, username, password)
+    if refused is not None:
+        return login_page(
+            request, session, error=refused.message, status_code=429, headers=refused.headers
+        )
     if user is None:
         return login_page(request, session, error="Wrong username or password.", status_code=401)
     # A new session (new id, new CSRF token) at login: nothing seen before login is worth
@@ -274,13 +345,14 @@ def password_page(
     *,
     error: str | None = None,
     status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     return render(
         request,
         "dashboard/password.html",
         {"user": user, "csrf_token": session.csrf, "error": error},
         status_code=status_code,
-        headers=NO_STORE,
+        headers={**NO_STORE, **(headers or {})},
     )
 
 
@@ -313,7 +385,12 @@ async def change_password(
         return password_page(
             request, session, user, error="The new passwords do not match.", status_code=400
         )
-    if await services.authenticate_user(ctx, user.username, current) is None:
+    checked, refused = await check_password(request, ctx, user.username, current)
+    if refused is not None:
+        return password_page(
+            request, session, user, error=refused.message, status_code=429, headers=refused.headers
+        )
+    if checked is None:
         return password_page(
             request, session, user, error="The current password is not right.", status_code=400
         )
