@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import httpx
@@ -27,6 +28,21 @@ def client_for(app: FastAPI, base_url: str, addr: str = CLIENT_ADDR) -> httpx.As
     """An httpx client calling the app in-process, as if from ``addr``."""
     transport = httpx.ASGITransport(app=app, client=(addr, 40000))
     return httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30)
+
+
+FORM_TOKEN_RE = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+async def shop_form(
+    shop: httpx.AsyncClient, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The storefront form's hidden fields, from a fresh page: its token fits the visitor
+    cookie the page gave this client, as in a browser."""
+    page = await shop.get("/", headers=headers)
+    assert page.status_code == 200, page.text
+    match = FORM_TOKEN_RE.search(page.text)
+    assert match, "no form token in the page"
+    return {"form_token": match[1]}
 
 
 def make_epub(chapters: list[tuple[str, str]]) -> bytes:

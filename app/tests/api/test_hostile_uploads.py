@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import API, client_for
+from api_helpers import API, client_for, shop_form
 from fastapi import FastAPI
 from morpheus.db import repository
 from morpheus.settings import Settings
@@ -128,7 +128,7 @@ async def test_the_storefront_names_the_limit_on_its_page(
     response = await shop.post(
         "/comics",
         files={"file": ("hostile.epub", markup_bomb, EPUB)},
-        data={"title": "Hostile", "page_format": "a4"},
+        data={"title": "Hostile", "page_format": "a4", **await shop_form(shop)},
     )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("text/html")

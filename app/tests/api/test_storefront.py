@@ -6,7 +6,7 @@ import re
 import uuid
 
 import httpx
-from api_helpers import NOVEL, SHOP, client_for
+from api_helpers import NOVEL, SHOP, client_for, shop_form
 from fastapi import FastAPI
 from morpheus.db import repository
 from morpheus.settings import Settings
@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 
 async def submit_form(shop: httpx.AsyncClient, title: str = "The Lighthouse") -> str:
-    response = await shop.post("/comics", data={"title": title, "text": NOVEL, "page_format": "a4"})
+    form = {"title": title, "text": NOVEL, "page_format": "a4", **await shop_form(shop)}
+    response = await shop.post("/comics", data=form)
     assert response.status_code == 303, response.text
     location = response.headers["location"]
     assert re.fullmatch(r"/comics/[0-9a-f-]{36}", location)
@@ -62,7 +63,7 @@ async def test_pasted_novel_becomes_a_queued_comic(
 async def test_uploaded_file_becomes_a_comic(shop: httpx.AsyncClient, db_session: Session) -> None:
     response = await shop.post(
         "/comics",
-        data={"title": "From a file", "text": ""},
+        data={"title": "From a file", "text": "", **await shop_form(shop)},
         files={"file": ("novel.md", ("# Part one\n\n" + NOVEL).encode(), "text/markdown")},
     )
     assert response.status_code == 303
@@ -76,7 +77,7 @@ async def test_refused_novel_shows_the_form_again_with_what_was_typed(
     before = repository.count_comics(db_session)
     response = await shop.post(
         "/comics",
-        data={"title": "My <b>title</b>", "text": "", "page_format": "a5"},
+        data={"title": "My <b>title</b>", "text": "", "page_format": "a5", **await shop_form(shop)},
         files={"file": ("novel.bin", b"\x00\xff" * 100, "application/octet-stream")},
     )
     assert response.status_code == 422
@@ -87,7 +88,9 @@ async def test_refused_novel_shows_the_form_again_with_what_was_typed(
     assert '<option value="a5" selected>' in html
     assert repository.count_comics(db_session) == before
 
-    response = await shop.post("/comics", data={"title": "Kept", "text": "  "})
+    response = await shop.post(
+        "/comics", data={"title": "Kept", "text": "  ", **await shop_form(shop)}
+    )
     assert response.status_code == 422
     assert 'value="Kept"' in response.text
 
@@ -151,7 +154,9 @@ async def test_storefront_submissions_are_rate_limited_per_address(
     async with client_for(app, SHOP) as shop:
         for _ in range(2):
             await submit_form(shop)
-        refused = await shop.post("/comics", data={"title": "Third", "text": NOVEL})
+        refused = await shop.post(
+            "/comics", data={"title": "Third", "text": NOVEL, **await shop_form(shop)}
+        )
         assert refused.status_code == 429
         assert 0 < int(refused.headers["retry-after"]) <= 3600
         assert refused.headers["content-type"].startswith("text/html")
@@ -168,7 +173,7 @@ async def test_oversize_upload_on_the_storefront_is_a_413_page(
     async with client_for(app, SHOP) as shop:
         response = await shop.post(
             "/comics",
-            data={"title": "Too long"},
+            data={"title": "Too long", **await shop_form(shop)},
             files={"file": ("big.txt", b"word " * 2000, "text/plain")},
         )
     assert response.status_code == 413

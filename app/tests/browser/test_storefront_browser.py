@@ -206,3 +206,32 @@ def test_a_double_submit_sends_the_form_once_and_makes_one_comic(
     comics = [c for c in repository.list_comics(db_session, limit=500) if c.title == title]
     assert len(comics) == 1
     assert driver.current_url.endswith(f"/comics/{comics[0].id}")  # type: ignore[attr-defined]
+
+
+def test_a_form_on_another_site_cannot_submit_to_the_storefront(
+    browser: object, service: str, db_session: Session
+) -> None:
+    """A page elsewhere (here a data: URL, whose Origin is "null") that posts a novel to
+    the storefront, with a form token copied from a real page, gets the 403 page."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser  # type: ignore[assignment]
+    shop = f"http://morpheus.localhost:{service}"
+    driver.get(shop + "/")  # type: ignore[attr-defined]
+    token = driver.find_element(By.NAME, "form_token").get_attribute("value")  # type: ignore[attr-defined]
+    title = f"Forged {uuid.uuid4().hex[:6]}"
+    attack = (
+        f'<form method="post" action="{shop}/comics" enctype="multipart/form-data">'
+        f'<input name="title" value="{title}"><input name="text" value="Chapter 1. Once.">'
+        f'<input name="form_token" value="{token}"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    driver.get("data:text/html," + quote(attack))  # type: ignore[attr-defined]
+    WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "error-title")))
+    page = driver.page_source  # type: ignore[attr-defined]
+    assert "Not allowed" in page and "another site" in page
+    assert [c for c in repository.list_comics(db_session, limit=500) if c.title == title] == []

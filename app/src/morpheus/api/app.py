@@ -47,6 +47,7 @@ from morpheus.db.session import database_unavailable
 from morpheus.logging import configure_logging, get_logger
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
+from morpheus.web.csrf import FormTokens
 from morpheus.web.pages import install_error_pages, login_required_page, sessions_unavailable_page
 from morpheus.web.session import SessionStore, SessionsUnavailable, session_prefix
 from morpheus.web.templating import STATIC_DIR
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     api = _api_app(context)
 
     shop = _site_app("storefront", context)
+    shop.state.form_tokens = FormTokens(settings.secret_key.get_secret_value())
     shop.include_router(storefront.router)
 
     desk = _site_app("dashboard", context)

@@ -26,6 +26,7 @@ from morpheus.api.ratelimit import AccountLockout, Lockout
 from morpheus.api.submissions import limited_receive
 from morpheus.db import repository
 from morpheus.db.models import User
+from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
 from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
 
@@ -66,7 +67,10 @@ async def small_form(request: Request) -> FormData:
 
 
 async def checked_form(request: Request, session: SessionDep) -> FormData:
-    """The posted form after its CSRF token was checked against the session (403)."""
+    """The posted form after its origin (another site's page: 403, before it is read) and
+    its CSRF token (against the session: 403) were checked."""
+    if cross_site(request):
+        raise HTTPException(status_code=403, detail=DASHBOARD_CROSS_SITE_MESSAGE)
     form = await small_form(request)
     token = form.get("csrf_token")
     if not csrf_matches(session, token if isinstance(token, str) else None):
@@ -163,7 +167,7 @@ async def check_password(
         return None, Refused.of(locked)
     try:
         user = await services.authenticate_user(ctx, username, password) if username else None
-    except BaseException:
+    except Exception:  # the database did not answer: not a failed login
         await account.abandoned(username)
         raise
     if user is None:

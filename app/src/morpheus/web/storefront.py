@@ -1,16 +1,18 @@
 """The storefront: submit a novel, watch it become a comic, read it, download it.
 
 Each rendering of the form carries a fresh one-time token, sent back as the submission's
-idempotency key: a double click or a resent form makes one comic, and shows it.
+idempotency key: a double click or a resent form makes one comic, and shows it. The
+token is also tied to the visitor's cookie (:mod:`morpheus.web.csrf`): a submission
+from another site's page is refused (403, before anything is read), and so is one whose
+token was not made for this browser (403, the form shown again with what was typed).
 """
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from morpheus.api import services
@@ -19,6 +21,7 @@ from morpheus.api.comics import binary_response
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.submissions import read_submission
 from morpheus.db.models import ComicStatus
+from morpheus.web.csrf import CROSS_SITE_MESSAGE, FormTokens, cross_site
 from morpheus.web.pages import render
 
 router = APIRouter(dependencies=[Depends(limit_by_address)])
@@ -31,30 +34,72 @@ FORM_REUSED_MESSAGE = (
     "This form was already sent with another novel. We kept what you typed: send it again "
     "to make a new comic."
 )
+FORM_EXPIRED_MESSAGE = (
+    "This form has expired or was not shown to this browser, so nothing was sent. We kept "
+    "what you typed: send it again."
+)
 
 
-def _form_context(ctx: AppContext, **values: object) -> dict[str, object]:
-    return {
-        "page_formats": PAGE_FORMAT_LABELS,
-        "max_upload_mib": round(ctx.settings.max_upload_bytes / (1024 * 1024), 1),
-        "form": {"title": "", "text": "", "page_format": "a4", **values},
-        "form_token": secrets.token_urlsafe(24),
-    }
+def form_tokens(request: Request) -> FormTokens:
+    return request.app.state.form_tokens  # type: ignore[no-any-return]
+
+
+def form_page(
+    request: Request,
+    ctx: AppContext,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The form, with a new token for this visitor (whose cookie is set again)."""
+    visitor, token = form_tokens(request).issue(request)
+    response = render(
+        request,
+        "storefront/index.html",
+        {
+            "page_formats": PAGE_FORMAT_LABELS,
+            "max_upload_mib": round(ctx.settings.max_upload_bytes / (1024 * 1024), 1),
+            "form": {"title": "", "text": "", "page_format": "a4", **(values or {})},
+            "form_token": token,
+            "error": error,
+        },
+        status_code=status_code,
+        # The token fits the cookie set here: no shared cache may hand it to another
+        # browser (the browser's own may keep it: the back button keeps the same token).
+        headers={"Cache-Control": "private"},
+    )
+    form_tokens(request).set_cookie(request, response, visitor)
+    return response
+
+
+def _kept(fields: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if k in ("title", "text", "page_format")}
 
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, ctx: Context) -> HTMLResponse:
-    return render(request, "storefront/index.html", _form_context(ctx))
+    return form_page(request, ctx)
 
 
 @router.post("/comics", response_class=HTMLResponse)
 async def submit(request: Request, ctx: Context) -> Response:
     """Take the form; on a refused novel show the form again with what was typed."""
+    if cross_site(request):
+        raise HTTPException(status_code=403, detail=CROSS_SITE_MESSAGE)
     address = client_address(request)
     await limit_submissions(ctx, request, f"addr:{address}")
     upload = None
     try:
         upload = await read_submission(request, ctx.settings.max_upload_bytes)
+        if not form_tokens(request).valid(request, upload.form_token):
+            return form_page(
+                request,
+                ctx,
+                error=FORM_EXPIRED_MESSAGE,
+                status_code=403,
+                values=_kept(upload.fields),
+            )
         submitted = await services.submit_comic(
             ctx,
             services.Submission(
@@ -68,15 +113,9 @@ async def submit(request: Request, ctx: Context) -> Response:
             ),
         )
     except services.ServiceError as exc:
-        kept = upload.fields if upload is not None else exc.fields
-        kept = {k: v for k, v in kept.items() if k in ("title", "text", "page_format")}
+        kept = _kept(dict(upload.fields if upload is not None else exc.fields))
         message = FORM_REUSED_MESSAGE if isinstance(exc, services.KeyReused) else exc.message
-        return render(
-            request,
-            "storefront/index.html",
-            {**_form_context(ctx, **kept), "error": message},
-            status_code=exc.status_code,
-        )
+        return form_page(request, ctx, error=message, status_code=exc.status_code, values=kept)
     return RedirectResponse(f"/comics/{submitted.comic.id}", status_code=303)
 
 
