@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -91,3 +92,65 @@ async def test_method_not_allowed_lists_every_method_of_the_path(
     response = await api.get("/v1/comics", headers=auth)
     assert response.status_code == 405
     assert response.headers["Allow"] == "POST"
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in refs(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in refs(item)]
+    return []
+
+
+async def test_every_ref_points_into_the_document(api: httpx.AsyncClient) -> None:
+    doc = await document(api)
+    found = refs(doc)
+    assert found
+    for ref in found:
+        assert ref.startswith("#/components/"), ref  # never #/$defs/... (not in OpenAPI)
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict) and part in node, f"dangling {ref}"
+            node = node[part]
+
+
+def concrete(path: str) -> str:
+    return path.replace("{comic_id}", str(uuid.uuid4())).replace("{number}", "1")
+
+
+async def test_method_not_allowed_names_the_documented_methods_of_every_path(
+    api: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    doc = await document(api)
+    for path, item in doc["paths"].items():
+        documented = {method.upper() for method in item if method in METHODS}
+        response = await api.request("PATCH", concrete(path), headers=auth)
+        assert response.status_code == 405, path
+        allowed = {method.strip() for method in response.headers["Allow"].split(",")}
+        assert allowed == documented, path
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_operations() -> set[tuple[str, str]]:
+    """The operations the README's API section lists, as the document names them."""
+    section = README.read_text(encoding="utf-8").split("## The API", 1)[1]
+    block = section.split("```", 2)[1]
+    listed = set()
+    for line in block.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[0] not in {m.upper() for m in METHODS}:
+            continue
+        path = parts[1].replace("{id}", "{comic_id}").replace("{n}", "{number}")
+        for variant in (path.replace(".pdf|.cbz", ".pdf"), path.replace(".pdf|.cbz", ".cbz")):
+            listed.add((parts[0], variant))
+    return listed
+
+
+async def test_the_readme_lists_every_operation(api: httpx.AsyncClient) -> None:
+    doc = await document(api)
+    served = {(method, path) for method, path, _ in operations(doc)}
+    assert ("DELETE", "/v1/comics/{comic_id}") in served
+    assert readme_operations() == served
