@@ -1,9 +1,11 @@
-"""Prometheus metrics: HTTP request counts and latency, queue depth, and the exposition.
+"""Prometheus metrics: HTTP request counts and latency, and the exposition.
 
 The HTTP metrics live in the process-wide default registry, beside the pipeline,
 provider and worker metrics that other modules define there. When Gunicorn runs several
 workers, ``PROMETHEUS_MULTIPROC_DIR`` is set and :func:`render_metrics` aggregates the
-files all processes write (prometheus-client's multiprocess mode).
+files all processes write (prometheus-client's multiprocess mode), plus the queue's
+figures, which the process serving the scrape has just read from Redis
+(:mod:`morpheus.queue.metrics`). Every metric is listed in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import morpheus.queue.metrics
 import morpheus.storage
 import morpheus.worker.metrics  # noqa: F401
 from morpheus.api.middleware import route_template, site_name
+from morpheus.queue.metrics import QUEUE_COLLECTOR
 
 HTTP_REQUESTS = Counter(
     "morpheus_http_requests_total",
@@ -47,6 +50,13 @@ RATE_LIMITED = Counter(
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A client may send any token as the method: others are counted as "other", so that the
+# label keeps a handful of values.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
 
 
 class MetricsMiddleware:
@@ -71,7 +81,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            site, route, method = site_name(scope), route_template(scope), scope["method"]
+            site, route = site_name(scope), route_template(scope)
+            method = method_label(scope["method"])
             HTTP_REQUESTS.labels(site, method, route, str(status)).inc()
             HTTP_LATENCY.labels(site, method, route).observe(time.perf_counter() - started)
 
@@ -81,6 +92,8 @@ def base_registry() -> CollectorRegistry:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+        # Read by this process at scrape time, never written to the multiprocess files.
+        registry.register(QUEUE_COLLECTOR)
         return registry
     return REGISTRY
 

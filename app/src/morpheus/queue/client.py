@@ -1,4 +1,4 @@
-"""Producer side of the comic queue: enqueue, retry, cancel, counts and live workers.
+"""Producer side of the comic queue: enqueue, retry, cancel, counts, waits and live workers.
 
 Every function opens its own short-lived BullMQ ``Queue`` (one Redis connection), bounds
 the whole call with :data:`~morpheus.queue.connection.CALL_TIMEOUT_SECONDS` and closes the
@@ -154,6 +154,28 @@ async def queue_counts(settings: Settings) -> dict[str, int]:
         return {state: int(counts.get(state, 0)) for state in COUNTED_STATES}
 
 
+async def oldest_waiting_since(settings: Settings) -> float | None:
+    """When the job next in line began to wait (Unix seconds); None when none waits.
+
+    BullMQ adds jobs at the left of the ``wait`` list and workers take them from the
+    right, where a job handed back (a drain, the stalled check) goes too: the rightmost
+    job is the one that has waited longest. It waits since it was added (``timestamp``)
+    or, after an attempt, since that attempt began (``processedOn``): the later of the
+    two, so a retry counts from its last attempt (including that attempt's run and its
+    backoff), never from the day the comic was submitted.
+    """
+    async with open_queue(settings) as queue:
+        head = await queue.client.lindex(queue.keys["wait"], -1)
+        if head is None:
+            return None
+        id_ = head.decode() if isinstance(head, bytes) else str(head)
+        fields = await queue.client.hmget(queue.keys[""] + id_, "timestamp", "processedOn")
+    texts = [value.decode() if isinstance(value, bytes) else value for value in fields]
+    stamps = [int(text) for text in texts if text is not None and str(text).isdigit()]
+    # A job taken or removed between the two reads has no hash left: nothing waits.
+    return max(stamps) / 1000 if stamps else None
+
+
 async def live_workers(settings: Settings) -> list[dict[str, Any]]:
     """The workers whose heartbeat has not expired, oldest first.
 
@@ -165,7 +187,9 @@ async def live_workers(settings: Settings) -> list[dict[str, Any]]:
     client = redis.from_url(url, decode_responses=True)
     try:
         async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
-            keys = [key async for key in client.scan_iter(match=heartbeat_pattern(settings))]
+            # The keyspace holds every kept job too: large steps keep the SCAN to a few calls.
+            pattern = heartbeat_pattern(settings)
+            keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
             values = await client.mget(keys) if keys else []
     finally:
         await client.aclose()

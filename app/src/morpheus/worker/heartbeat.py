@@ -21,6 +21,7 @@ from morpheus.queue.connection import (
     redis_url_with_timeouts,
 )
 from morpheus.settings import Settings
+from morpheus.worker.metrics import HEARTBEAT_FAILURES
 
 log = structlog.stdlib.get_logger("morpheus.worker.heartbeat")
 
@@ -52,6 +53,7 @@ class Heartbeat:
             try:
                 await self.beat()
             except Exception as exc:  # Redis away: keep beating, the TTL tells the truth
+                HEARTBEAT_FAILURES.inc()
                 log.warning("heartbeat failed", error=str(exc))
             await asyncio.sleep(self.interval)
 

@@ -16,6 +16,18 @@ JOB_ATTEMPTS = Counter(
     "Comic job attempts by outcome (completed, cancelled, retry, failed, timeout, requeued).",
     ["outcome"],
 )
+# What an attempt can end in: its comic completed or was found cancelled; it failed and
+# will be retried (retry; timeout when it ran out of time); it failed for good (failed);
+# the worker stopped and handed it back (requeued). Shown at 0 from the start, so that a
+# rate over the first failure of a new worker sees it.
+JOB_OUTCOMES = ("completed", "cancelled", "retry", "timeout", "failed", "requeued")
+for _outcome in JOB_OUTCOMES:
+    JOB_ATTEMPTS.labels(outcome=_outcome)
+
+HEARTBEAT_FAILURES = Counter(
+    "morpheus_worker_heartbeat_failures",
+    "Heartbeats the worker could not write to Redis (three in a row drop it off the list).",
+)
 
 RECONCILER_REQUEUED = Counter(
     "morpheus_reconciler_requeued",
