@@ -20,6 +20,7 @@ from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
 from morpheus.worker.comic_job import ComicJob
+from morpheus.worker.heartbeat import Heartbeat
 from morpheus.worker.runtime import WorkerRuntime
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
@@ -132,3 +133,24 @@ async def test_outcomes_stage_durations_and_live_workers_on_the_workers_metrics(
     for stage in STAGES:
         assert delta("morpheus_job_stage_seconds_count", stage=stage) == 2, stage
         assert delta("morpheus_job_stage_seconds_sum", stage=stage) > 0, stage
+
+
+async def test_heartbeats_redis_refused_are_counted(
+    queue_settings: Settings, metrics_url: str
+) -> None:
+    unreachable = queue_settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    failures = "morpheus_worker_heartbeat_failures_total"
+    before = value(await scrape(metrics_url), failures)
+    heartbeat = Heartbeat(unreachable, "w-lonely", lambda: {"active": []}, interval=0.05)
+    heartbeat.start()
+    try:
+        await wait_for(
+            lambda: scrape(metrics_url),
+            lambda s: value(s, failures) >= before + 2,
+            timeout=10,
+            what="failed heartbeats on /metrics",
+        )
+    finally:
+        await heartbeat.stop()
