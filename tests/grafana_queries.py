@@ -10,7 +10,8 @@ against a real Prometheus, as a scenario that converges the monitoring host can 
 
     for uid, title, expr in dashboard_queries():
         answer = prometheus_query(expr)  # GET /api/v1/query?query=...
-        assert answer["data"]["result"], f"{uid} / {title}: no series for {expr}"
+        if not may_be_empty(uid, title):
+            assert answer["data"]["result"], f"{uid} / {title}: no series for {expr}"
 
 Import it by putting this folder (``tests/``) on ``sys.path``.
 """
@@ -33,6 +34,29 @@ MACROS = {
     "$__range": "1h",
 }
 VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+_NO_5XX = "the error ratios divide the 5xx rate, which has no series until a 5xx is answered"
+# Panels some of whose queries rightly return nothing on a healthy, quiet platform.
+MAY_BE_EMPTY = {
+    ("morpheus-overview", "Availability by site (answers)"): _NO_5XX,
+    ("morpheus-overview", "Error budget left by site (answers)"): _NO_5XX,
+    ("morpheus-overview", "Error ratio by site (5 m)"): _NO_5XX,
+    ("morpheus-overview", "Burn rate by site (1 h)"): _NO_5XX,
+    ("morpheus-overview", "Alerts firing"): "no alert fires on a healthy platform",
+    ("morpheus-api", "5xx ratio by site"): _NO_5XX,
+    ("morpheus-api", "Errors per second by route and status"): "no request was refused yet",
+    ("morpheus-api", "Rate-limited requests per second"): "no limit was reached yet",
+    ("morpheus-queue", "Circuit breaker state"): "only the RunPod provider has a circuit",
+    ("morpheus-queue", "Provider errors per second"): "no provider call failed yet",
+    ("morpheus-queue", "Provider call latency p95"): "only the RunPod provider is timed",
+    ("morpheus-data", "Replication lag"): "PostgreSQL has no replica",
+    ("morpheus-data", "Replication"): "Redis has no replica (redis_master_link_up)",
+}
+
+
+def may_be_empty(uid: str, title: str) -> str | None:
+    """Why the panel's queries may rightly return no series, or None: they must."""
+    return MAY_BE_EMPTY.get((uid, title))
 
 
 def dashboard_files(folder: Path = DASHBOARDS) -> list[Path]:

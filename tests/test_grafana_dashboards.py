@@ -22,6 +22,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 from grafana_queries import (
     DASHBOARDS,
+    MAY_BE_EMPTY,
     dashboard_files,
     dashboard_queries,
     load_dashboard,
@@ -247,3 +248,8 @@ def test_the_service_metrics_used_are_documented_and_the_recording_rules_exist()
 
 def test_the_role_ships_exactly_these_dashboards():
     assert sorted(p.name for p in DASHBOARDS.glob("*")) == sorted(UIDS)
+
+
+def test_every_panel_allowed_to_be_empty_exists():
+    titles = {(uid, title) for uid, title, _ in dashboard_queries()}
+    assert set(MAY_BE_EMPTY) <= titles, set(MAY_BE_EMPTY) - titles
