@@ -158,11 +158,12 @@ async def oldest_waiting_since(settings: Settings) -> float | None:
     """When the job next in line began to wait (Unix seconds); None when none waits.
 
     BullMQ adds jobs at the left of the ``wait`` list and workers take them from the
-    right, where a job handed back (a drain, the stalled check) goes too: the rightmost
-    job is the one that has waited longest. It waits since it was added (``timestamp``)
-    or, after an attempt, since that attempt began (``processedOn``): the later of the
-    two, so a retry counts from its last attempt (including that attempt's run and its
-    backoff), never from the day the comic was submitted.
+    right (where a job handed back by a drain or the stalled check goes too): the
+    rightmost job is the next a worker takes, in a first-in first-out queue the one that
+    has waited longest. It waits since it was added (``timestamp``) or, when it comes
+    back for another attempt, since its last attempt began (``processedOn``): the later
+    of the two. A retry's age so includes its last run and backoff, but never reaches
+    back to the day the comic was submitted.
     """
     async with open_queue(settings) as queue:
         head = await queue.client.lindex(queue.keys["wait"], -1)
