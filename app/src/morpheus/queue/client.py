@@ -162,8 +162,9 @@ async def oldest_waiting_since(settings: Settings) -> float | None:
     rightmost job is the next a worker takes, in a first-in first-out queue the one that
     has waited longest. It waits since it was added (``timestamp``) or, when it comes
     back for another attempt, since its last attempt began (``processedOn``): the later
-    of the two. A retry's age so includes its last run and backoff, but never reaches
-    back to the day the comic was submitted.
+    of the two. An automatic retry's age so includes its last run and backoff. A job an
+    operator retried (BullMQ clears ``processedOn`` then) counts from the day it was
+    added until a worker takes it, which the alert's five minutes of grace absorb.
     """
     async with open_queue(settings) as queue:
         head = await queue.client.lindex(queue.keys["wait"], -1)
