@@ -142,30 +142,23 @@ local function lock(now)
   return until_
 end
 """
-_BEGIN = (
-    _LOCK
-    + """
+# Refuses while the account is locked, and locks it once the attempts reach the limit.
+_REFUSE_WHEN_LOCKED = """
 local now = tonumber(ARGV[1])
 local locked = tonumber(redis.call('hget', KEYS[1], 'locked_until') or '0')
 if locked > now then return {1, tostring(locked)} end
 local pending = tonumber(redis.call('hget', KEYS[1], 'pending') or '0')
 if pending >= tonumber(ARGV[2]) then return {1, tostring(lock(now))} end
-redis.call('hincrby', KEYS[1], 'pending', 1)
+"""
+_BEGIN = (
+    _LOCK
+    + _REFUSE_WHEN_LOCKED
+    + """redis.call('hincrby', KEYS[1], 'pending', 1)
 redis.call('expire', KEYS[1], tonumber(ARGV[5]))
 return {0, '0'}
 """
 )
-_FAILED = (
-    _LOCK
-    + """
-local now = tonumber(ARGV[1])
-local locked = tonumber(redis.call('hget', KEYS[1], 'locked_until') or '0')
-if locked > now then return {1, tostring(locked)} end
-local pending = tonumber(redis.call('hget', KEYS[1], 'pending') or '0')
-if pending >= tonumber(ARGV[2]) then return {1, tostring(lock(now))} end
-return {0, '0'}
-"""
-)
+_FAILED = _LOCK + _REFUSE_WHEN_LOCKED + "return {0, '0'}\n"
 # An attempt that ended neither way (the database did not answer): not a failure.
 _ABANDONED = """
 local pending = tonumber(redis.call('hget', KEYS[1], 'pending') or '0')
