@@ -273,6 +273,24 @@ def test_retention_keeps_the_newest_backups(host):
     assert len(in_bucket) >= 5, in_bucket
 
 
+def test_a_backup_started_in_the_same_second_as_another_takes_the_next(host):
+    """Two runs in one second (the timer's and an operator's) both complete: the later
+    one waits for a second whose name is free. Here runs hold this second and the next
+    two (their .partial directories)."""
+    taken = host.run(
+        'for s in 0 1 2; do d=$(date -u -d "+$s sec" +%Y%m%dT%H%M%SZ); '
+        f"mkdir -p {BACKUP_DIR}/.partial-$d; echo $d; done"
+    ).stdout.split()
+    before = _local_backups(host)
+    try:
+        run = host.run("systemctl start morpheus-backup.service")
+    finally:
+        host.run(f"rm -rf {' '.join(f'{BACKUP_DIR}/.partial-{t}' for t in taken)}")
+    assert run.rc == 0, _journal(host, "morpheus-backup")
+    new = sorted(set(_local_backups(host)) - set(before))
+    assert len(new) == 1 and new[0] > max(taken), (taken, new)
+
+
 def test_a_failed_upload_fails_the_backup_and_keeps_the_local_copy(host):
     env = "/etc/morpheus-backup/env"
     before_local, before_bucket = _local_backups(host), _s3_backups(host)
