@@ -386,7 +386,8 @@ async def test_a_step_that_ignores_its_stop_flag_holds_neither_the_exit_nor_the_
     assert await first.wait(grace + 30) == 0, first.output()
     exit_seconds = time.monotonic() - signalled
     print(f"worker exited {exit_seconds:.2f} s after SIGTERM (grace {grace:g} s)")
-    assert exit_seconds <= grace + 1.0, first.output()
+    # Far sooner than the minute the thread spins, with room for a busy machine.
+    assert exit_seconds <= grace + 10.0, first.output()
     assert "job left for the stalled check" in first.output()
     assert "job moved back to the queue" not in first.output()
     assert await queue_client.job_state(settings, job_id) == "active"
