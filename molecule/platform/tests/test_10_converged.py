@@ -39,6 +39,14 @@ def test_containers_run_the_release(host, container):
     assert state["HostConfig"]["ReadonlyRootfs"] is True
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert state["HostConfig"]["Memory"] > 0
+    # Least privilege: no capability, none gained through setuid, a bounded process count.
+    assert state["HostConfig"]["CapDrop"] == ["ALL"]
+    assert state["HostConfig"]["CapAdd"] is None
+    assert "no-new-privileges:true" in state["HostConfig"]["SecurityOpt"]
+    assert state["HostConfig"]["PidsLimit"] == 512
+    status = host.run(f"docker exec {container} cat /proc/1/status").stdout
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
     mounts = {m["Destination"]: m for m in state["Mounts"]}
     assert mounts["/run/secrets"]["RW"] is False
     assert mounts["/var/lib/morpheus/storage"]["Source"] == "/var/lib/morpheus/storage"
