@@ -170,6 +170,33 @@ def test_overcommit_is_recorded_for_the_host(host):
     assert host.file("/etc/sysctl.d/30-redis.conf").contains("^vm.overcommit_memory=1")
 
 
+def test_a_changed_acl_is_reloaded_in_place_and_no_password_reaches_the_journal(host):
+    """A new exporter password reaches Redis by ACL LOAD (same process, the new password
+    works), and the admin password that ACL LOAD is sent with is in no journal line."""
+    pid = host.run("systemctl show -p MainPID --value redis-server").stdout.strip()
+    changed = ("redis_exporter", "test-only-redis-exporter-password-2")  # test-only value
+    try:
+        rc, output = ansible_playbook(
+            scenario_file("converge.yml"),
+            {"redis_exporter_password": changed[1]},
+            tags="redis_preflight,redis_configure",
+            timeout=300,
+        )
+        assert rc == 0, output[-3000:]
+        assert "RUNNING HANDLER [redis : Reload redis ACL]" in output
+        assert _cli(host, changed, "PING").stdout.strip() == "PONG"
+    finally:
+        rc, output = ansible_playbook(
+            scenario_file("converge.yml"), tags="redis_preflight,redis_configure", timeout=300
+        )
+        assert rc == 0, output[-3000:]
+    assert _cli(host, EXPORTER, "PING").stdout.strip() == "PONG"
+    assert host.run("systemctl show -p MainPID --value redis-server").stdout.strip() == pid
+    journal = host.run("journalctl --no-pager -o cat").stdout
+    for _, password in (ADMIN, APP, EXPORTER, changed):
+        assert password not in journal
+
+
 def _playbook(extra_vars):
     return ansible_playbook(
         scenario_file("converge.yml"), extra_vars, tags="redis_preflight", timeout=300
