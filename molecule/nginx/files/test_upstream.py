@@ -1,9 +1,20 @@
 #!/usr/bin/env python3
-"""Test-only backend for the nginx scenarios: 200 on every path, the request echoed."""
+"""Test-only backend for the nginx scenarios: 200 on every path, the request echoed.
+Under /app-headers it sends page headers of its own, as the service does."""
 
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# What the service sends on its pages (the values differ from nginx's on purpose).
+APP_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=()",
+    "Cross-Origin-Opener-Policy": "same-origin-allow-popups",
+    "Content-Security-Policy": "default-src 'none'",
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -31,6 +42,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if "/pages/" in self.path:
             self.send_header("Cache-Control", "no-cache")
+        if self.path.startswith("/app-headers"):
+            for name, value in APP_HEADERS.items():
+                self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

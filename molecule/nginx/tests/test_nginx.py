@@ -111,15 +111,66 @@ def test_tls12_session_tickets_are_off(host):
     assert "TLS session ticket:" not in result.stdout
 
 
+PAGE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "cross-origin-opener-policy": "same-origin",
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'",
+}
+# What the test upstream sends under /app-headers, as the service does (files/test_upstream.py).
+APP_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "SAMEORIGIN",
+    "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=()",
+    "cross-origin-opener-policy": "same-origin-allow-popups",
+    "content-security-policy": "default-src 'none'",
+}
+HSTS = ("strict-transport-security", "max-age=63072000; includeSubDomains")
+
+
+def response_headers(host, name, path="/"):
+    """Every header line of the answer, as (lower-case name, value) in order."""
+    raw = curl(host, name, path, "-o /dev/null -D -").stdout
+    lines = [line.split(":", 1) for line in raw.splitlines()[1:] if ":" in line]
+    return [(key.strip().lower(), value.strip()) for key, value in lines]
+
+
+def each_once(headers, expected):
+    """{name: [values]} for the expected names: each should hold one value."""
+    return {key: [v for k, v in headers if k == key] for key in expected}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_security_headers(host, name):
-    headers = curl(host, name, "/", "-o /dev/null -D -").stdout.lower()
-    assert "strict-transport-security: max-age=63072000; includesubdomains" in headers
-    assert "x-content-type-options: nosniff" in headers
-    assert "x-frame-options: deny" in headers
-    assert "referrer-policy: strict-origin-when-cross-origin" in headers
-    assert "content-security-policy: default-src 'self'" in headers
-    assert "server: nginx\r" in headers  # no version
+def test_security_headers_once_each_where_the_upstream_sends_none(host, name):
+    headers = response_headers(host, name)
+    expected = {**PAGE_HEADERS, HSTS[0]: HSTS[1]}
+    assert each_once(headers, expected) == {k: [v] for k, v in expected.items()}
+    assert ("server", "nginx") in headers  # no version
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_upstreams_page_headers_pass_once_and_hsts_is_nginxs(host, name):
+    headers = response_headers(host, name, "/app-headers")
+    expected = {**APP_HEADERS, HSTS[0]: HSTS[1]}
+    assert each_once(headers, expected) == {k: [v] for k, v in expected.items()}
+
+
+def test_nginxs_own_error_pages_carry_the_page_headers(host):
+    """A 413 (nginx's own answer: the body is over the limit) gets nginx's headers."""
+    answer = host.run(
+        f"head -c 7340032 /dev/zero | curl -sS --max-time 10 --resolve {API}:443:127.0.0.1 "
+        f"--cacert /etc/nginx/tls/{API}/fullchain.pem -o /dev/null -D - "
+        f"-X POST --data-binary @- https://{API}/upload"
+    ).stdout
+    assert answer.startswith("HTTP/2 413"), answer
+    lines = [line.split(":", 1) for line in answer.splitlines()[1:] if ":" in line]
+    headers = [(k.strip().lower(), v.strip()) for k, v in lines]
+    expected = {**PAGE_HEADERS, HSTS[0]: HSTS[1]}
+    assert each_once(headers, expected) == {k: [v] for k, v in expected.items()}
 
 
 def fresh_source():
@@ -197,6 +248,31 @@ def test_access_log_is_json_with_times(host):
     assert float(entry["request_time"]) >= 0
     assert entry["upstream_response_time"] not in ("", "-")
     assert entry["upstream_addr"] == "127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("query", "logged"),
+    [
+        ("?page=2&api_key=test-only-leaked-key", "/health?[redacted]"),
+        ("?token=test-only-leaked-key", "/health?[redacted]"),
+        ("?Password=test-only-leaked-key&page=2", "/health?[redacted]"),
+        ("?page=2&monkey=3", "/health?page=2&monkey=3"),
+    ],
+)
+def test_a_credential_in_a_query_string_is_not_logged(host, query, logged):
+    curl(host, API, f"'/health{query}'")
+    line = host.run("tail -n 1 /var/log/nginx/api.access.log").stdout
+    assert json.loads(line)["uri"] == logged, line
+    assert "test-only-leaked-key" not in host.run("cat /var/log/nginx/*.log").stdout
+
+
+def test_logs_are_not_world_readable(host):
+    logs = host.run("find /var/log/nginx -name '*.log'").stdout.split()
+    assert "/var/log/nginx/api.access.log" in logs
+    for path in logs:
+        assert host.file(path).mode == 0o640, path
+    rotated = host.file("/etc/logrotate.d/nginx").content_string
+    assert "create 0640 www-data adm" in rotated
 
 
 def test_upstream_pool_comes_from_the_inventory_group(host):
