@@ -51,6 +51,9 @@ def ansible_playbook(
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
         # Instances are new on every run: never reuse facts cached by another.
         "ANSIBLE_CACHE_PLUGIN": "memory",
+        # Each task's time, beside the converge's (MORPHEUS_TASK_TIMES, make test-times).
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,task_times",
+        "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "molecule" / "shared" / "callback_plugins"),
     }
     with tempfile.TemporaryDirectory(prefix="morpheus-runner-") as private:
         runner = ansible_runner.run(

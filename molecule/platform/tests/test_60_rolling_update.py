@@ -53,13 +53,19 @@ def load(host):
     return EdgeLoad(host, INSTANCE, NAMES, ROOT_CA)
 
 
-# The settings B runs with: the local default's, and 1.5 s a panel at least.
+# The settings B runs with: the local default's, 1.5 s a panel, and a job may take five
+# minutes (its drain 330 s, Docker's stop 360 s), so that a long comic is still drawing
+# when the rollback's worker rollout starts and its drain is bounded by B's own
+# timeouts, not by A's shorter ones.
 SLOW_PANELS = {
     "morpheus_app_env": {
         "MORPHEUS_RECONCILER_INTERVAL_SECONDS": "10",
         "MORPHEUS_RECONCILER_GRACE_SECONDS": "15",
         "MORPHEUS_LOCAL_PANEL_SECONDS": "1.5",
-    }
+    },
+    "worker_job_timeout": 300,
+    "worker_shutdown_grace": 330,
+    "worker_stop_timeout": 360,
 }
 # 60 panels: about 90 s of drawing at 1.5 s a panel.
 LONG_NOVEL = "Chapter 1\n\n" + "\n\n".join(
@@ -118,9 +124,14 @@ def test_rolling_update_to_a_new_release_under_load(host, releases, load):
     assert host.file("/var/lib/morpheus/backend/live-slot").content_string.strip() in live
 
 
+def live_slot(host) -> str:
+    return host.file("/var/lib/morpheus/backend/live-slot").content_string.strip()
+
+
 def test_rollback_under_load_lets_the_old_workers_finish_their_jobs(host, releases, load):
     """The rollback replaces B's workers (slow panels) with A's: a comic B's worker is
-    drawing when the rollout starts completes there, once; a comic queued while the old
+    drawing when the rollout starts (submitted once the edge has switched to A's
+    backend, which comes first) completes there, once; a comic queued while the old
     worker drains is taken by a new one."""
     release_a, release_b, _ = releases
     old_worker = docker_inspect(host, WORKER)
@@ -133,10 +144,12 @@ def test_rollback_under_load_lets_the_old_workers_finish_their_jobs(host, releas
         ).rc
         == 0
     )
+    slot = live_slot(host)
     with drill_key(host), ThreadPoolExecutor(1) as pool:
+        rollback = pool.submit(switch_under_load, host, load, "rollback.yml", {})
+        wait_for("the edge's switch to A's backend", lambda: live_slot(host) != slot, 600)
         running = submit_one(host, "Drawn by the old worker")
         wait_for("the comic's drawing", lambda: states(host, [running])[running][0] == "running")
-        rollback = pool.submit(switch_under_load, host, load, "rollback.yml", {})
         # The new worker runs and the old one has been told to drain: queue another.
         policy = (
             f"docker inspect --format '{{{{.HostConfig.RestartPolicy.Name}}}}' {old_worker['Id']}"
@@ -158,6 +171,9 @@ def test_rollback_under_load_lets_the_old_workers_finish_their_jobs(host, releas
         assert (status, attempts) == ("completed", 1), f"{comic}: {outcome[comic]}"
         assert pages == distinct > 0
     drained = host.file("/root/old-worker.log").content_string
+    # The old worker was drawing it when told to drain, and finished it.
+    draining = [line for line in drained.splitlines() if '"draining"' in line]
+    assert any(running in line for line in draining), drained[-2000:]
     completed_there = [line for line in drained.splitlines() if "comic completed" in line]
     assert any(running in line for line in completed_there), drained[-2000:]
     assert queued not in drained, drained[-2000:]

@@ -13,7 +13,7 @@ a new connection (as browsers do when the server closed a kept-alive one), and f
 each release seen on /health the first and last time it answered.
 
 Environment: EDGE_NAMES (storefront,dashboard,api host names), EDGE_CA, CLIENTS (8),
-RATE (25), MIN_REQUESTS (10000), MAX_SECONDS (1800), STOP_FILE, OUTPUT.
+RATE (12), MIN_REQUESTS (10000), MAX_SECONDS (1800), STOP_FILE, OUTPUT.
 """
 
 import http.client
@@ -26,7 +26,7 @@ import time
 
 STOREFRONT, DASHBOARD, API = os.environ["EDGE_NAMES"].split(",")
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
-RATE = float(os.environ.get("RATE", "25"))
+RATE = float(os.environ.get("RATE", "12"))
 MIN_REQUESTS = int(os.environ.get("MIN_REQUESTS", "10000"))
 MAX_SECONDS = float(os.environ.get("MAX_SECONDS", "1800"))
 STOP_FILE = os.environ["STOP_FILE"]
