@@ -405,6 +405,38 @@ async def test_a_step_that_ignores_its_stop_flag_holds_neither_the_exit_nor_the_
     assert [e["event"] for e in events].count("stalled") == 1
 
 
+async def test_a_drain_longer_than_the_lock_keeps_the_job_from_other_workers(
+    queue_settings: Settings, redis_client: redis.Redis, start_worker
+) -> None:
+    # The job in hand takes 8 s, four times the 2 s lock, and another worker's stalled
+    # check runs every second meanwhile: the draining worker keeps the job's lock, so the
+    # job runs once, there, and is never handed on. Two jobs at a time: the worker also
+    # waits for a second job when asked to stop, and BullMQ's loop, seeing that wait end,
+    # stops renewing locks while the job in hand still runs.
+    settings = queue_settings.model_copy(
+        update={"shutdown_grace_seconds": 60.0, "worker_concurrency": 2}
+    )
+    job_id = str(uuid.uuid4())
+    first = start_worker(settings, "draining", STUBBORN_WORKER, {"STUBBORN_SECONDS": "8"})
+    await queue_client.enqueue_comic(settings, job_id)
+    await wait_for(
+        lambda: queue_client.job_state(settings, job_id),
+        lambda state: state == "active",
+        timeout=30,
+        what="the job to be taken",
+    )
+    first.signal(signal.SIGTERM)
+    other = start_worker(settings, "other", STUBBORN_WORKER, {"STUBBORN_SECONDS": "0.1"})
+    assert await first.wait(60) == 0, first.output()
+    assert await queue_client.job_state(settings, job_id) == "completed"
+    other.signal(signal.SIGTERM)
+    assert await other.wait(30) == 0, other.output()
+    assert "job finished" in first.output()
+    assert job_id not in other.output(), other.output()
+    events = [f for _, f in await queue_events(redis_client, settings) if f.get("jobId") == job_id]
+    assert "stalled" not in [e["event"] for e in events], events
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     """Starts a throw-away redis-server on a random port (again after a stop)."""

@@ -9,7 +9,8 @@ this runtime adds:
   it fails with :class:`JobTimeoutError` and BullMQ's retry/backoff takes over;
 - on the last attempt (or a permanent error) the failure is recorded in PostgreSQL through
   the job handler before BullMQ moves the job to ``failed``;
-- SIGTERM/SIGINT: stop taking jobs, let in-flight jobs finish for ``shutdown_grace_seconds``;
+- SIGTERM/SIGINT: stop taking jobs, let in-flight jobs finish for ``shutdown_grace_seconds``
+  while renewing their locks (BullMQ stops renewing them once its loop is closing);
   past that (or on a second signal) stop them and, once their steps have returned, move
   them back to ``wait`` (:mod:`morpheus.worker.requeue`), then exit 0. A step still
   running :data:`STEP_STOP_SECONDS` later keeps its job: the process exits without it
@@ -111,6 +112,7 @@ class WorkerRuntime:
         self.processed = 0
         self.failed = 0
         self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._tokens: dict[str, str] = {}  # the lock token of each job in hand
         self._requeue: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -181,6 +183,7 @@ class WorkerRuntime:
         steps = AttemptThreads()
         task = asyncio.ensure_future(self._attempt(comic_id, steps))
         self._inflight[str(job.id)] = task
+        self._tokens[str(job.id)] = token
         try:
             outcome = await task
         except asyncio.CancelledError:
@@ -216,6 +219,7 @@ class WorkerRuntime:
             raise
         finally:
             self._inflight.pop(str(job.id), None)
+            self._tokens.pop(str(job.id), None)
             self._requeue.discard(str(job.id))
         self.processed += 1
         JOB_ATTEMPTS.labels(outcome=outcome).inc()
@@ -287,19 +291,47 @@ class WorkerRuntime:
         grace = self.settings.shutdown_grace_seconds
         self.draining = True
         self._log.info("draining", in_flight=sorted(self._inflight), grace_seconds=grace)
+        keeper = asyncio.ensure_future(self._keep_locks())
         close_task = asyncio.ensure_future(self.worker.close())
         force_task = asyncio.ensure_future(self._force.wait())
-        await asyncio.wait(
-            {close_task, force_task}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
-        )
-        force_task.cancel()
-        if not close_task.done():
-            self._log.warning("grace period over", requeue=sorted(self._inflight))
-            self._requeue.update(self._inflight)
-            for task in list(self._inflight.values()):
-                task.cancel()
-        await close_task
+        try:
+            await asyncio.wait(
+                {close_task, force_task}, timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
+            force_task.cancel()
+            if not close_task.done():
+                self._log.warning("grace period over", requeue=sorted(self._inflight))
+                self._requeue.update(self._inflight)
+                for task in list(self._inflight.values()):
+                    task.cancel()
+            await close_task
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         await asyncio.gather(run_task, *self._background, return_exceptions=True)
+
+    async def _keep_locks(self) -> None:
+        """Renew the locks of the jobs in hand until the drain ends.
+
+        BullMQ's worker loop returns as soon as it is closing and finds no job to start,
+        and stops renewing locks as it does, while the jobs in hand still run: their locks
+        would lapse, and another worker's stalled check would start them again.
+        """
+        assert self.worker is not None
+        lock_ms = round(self.settings.worker_lock_seconds * 1000)
+        while True:
+            held = dict(self._tokens)
+            if held:
+                try:
+                    lost = await self.worker.backend.extendLocks(
+                        list(held), list(held.values()), lock_ms
+                    )
+                except Exception as exc:
+                    self._log.warning("job locks not renewed", jobs=sorted(held), error=str(exc))
+                else:
+                    if lost:
+                        self._log.warning("job locks lost", jobs=sorted(map(str, lost)))
+            await asyncio.sleep(self.settings.worker_lock_seconds / 3)
 
     async def _refresh_gauges(self) -> None:
         while True:
