@@ -335,13 +335,14 @@ async def test_sigterm_stops_a_cpu_bound_step_within_the_grace_period(
 async def test_a_timed_out_attempt_stops_before_the_next_one_starts(
     queue_settings: Settings, redis_client: redis.Redis, start_worker
 ) -> None:
-    # Each new panel waits 1.5 s in its thread and an attempt may last 1.6 s: every
-    # attempt times out just after its second panel began, and BullMQ starts the next
-    # attempt well within the 1.4 s that panel still had to go.
+    # Each new panel waits 1.5 s in its thread and an attempt may last 2.3 s: every
+    # attempt draws one new panel (with 0.8 s to spare on a busy machine) and times out
+    # during the next, and BullMQ starts the next attempt well within the 0.7 s that
+    # panel still had to go.
     settings = _slow(
         queue_settings,
         test_panel_delay_seconds=1.5,
-        job_timeout_seconds=1.6,
+        job_timeout_seconds=2.3,
         job_attempts=6,
         job_backoff_seconds=0.05,
     )
@@ -352,7 +353,7 @@ async def test_a_timed_out_attempt_stops_before_the_next_one_starts(
     worker.signal(signal.SIGTERM)
     assert await worker.wait(30) == 0, worker.output()
 
-    assert "comic job timed out after 1.6 s" in worker.output()
+    assert "comic job timed out after 2.3 s" in worker.output()
     attempts = _assert_attempts_never_overlap(_step_log(worker), comic_id)
     assert attempts == load_comic(settings, comic_id).attempts >= 3
     storage = get_storage(settings)
