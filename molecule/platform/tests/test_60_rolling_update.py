@@ -150,13 +150,11 @@ def test_rollback_under_load_lets_the_old_workers_finish_their_jobs(host, releas
         wait_for("the edge's switch to A's backend", lambda: live_slot(host) != slot, 600)
         running = submit_one(host, "Drawn by the old worker")
         wait_for("the comic's drawing", lambda: states(host, [running])[running][0] == "running")
-        # The new worker runs and the old one has been told to drain: queue another.
-        policy = (
-            f"docker inspect --format '{{{{.HostConfig.RestartPolicy.Name}}}}' {old_worker['Id']}"
-        )
+        # The new worker runs and the old one drains (it says so once it has stopped
+        # taking jobs): queue another.
         wait_for(
             "the old worker's drain",
-            lambda: host.run(policy).stdout.strip() == "no",
+            lambda: '"draining"' in host.file("/root/old-worker.log").content_string,
             timeout=300,
         )
         queued = submit_one(host, "Queued during the drain")
