@@ -6,6 +6,7 @@ PgBouncer, so the other tests would notice if our engine started preparing state
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -21,15 +22,76 @@ from pathlib import Path
 import psycopg
 import pytest
 from morpheus.db import repository, schema
-from morpheus.db.session import make_engine, make_sessionmaker
+from morpheus.db.session import database_unavailable, make_engine, make_sessionmaker
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 # Few server connections for many clients: each transaction can land on any of them.
 SERVER_POOL_SIZE = 2
+# A database reached through a Link, which a test can cut as a server restart would.
+LINKED_DATABASE = "linked"
 
 pytestmark = pytest.mark.slow
+
+
+class Link:
+    """A TCP relay to the test server that can be cut, as a restarting server cuts its
+    connections and then hangs up on new ones before they log in."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.is_cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            if self.is_cut.is_set():
+                threading.Thread(target=self._refuse, args=(client,), daemon=True).start()
+                continue
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _refuse(client: socket.socket) -> None:
+        """Answer the startup message as PostgreSQL does while it starts up."""
+        with client, contextlib.suppress(OSError):
+            client.recv(65536)
+            fields = b"".join(
+                kind + text + b"\0"
+                for kind, text in (
+                    (b"S", b"FATAL"),
+                    (b"V", b"FATAL"),
+                    (b"C", b"57P03"),
+                    (b"M", b"the database system is starting up"),
+                )
+            )
+            body = fields + b"\0"
+            client.sendall(b"E" + (len(body) + 4).to_bytes(4, "big") + body)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.is_cut.set()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -38,6 +100,7 @@ class Bouncer:
     port: int
     user: str
     log: Path
+    link: Link
 
     def libpq_url(self, database: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
@@ -76,6 +139,7 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> It
     user = admin.username or "postgres"
     password = admin.password or ""
 
+    link = Link(server_host, server_port)
     workdir = tmp_path_factory.mktemp("pgbouncer")
     workdir.chmod(0o755)
     port = _free_port()
@@ -88,6 +152,7 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> It
         "\n".join(
             [
                 "[databases]",
+                f"{LINKED_DATABASE} = host=127.0.0.1 port={link.port} dbname=postgres",
                 f"* = host={server_host} port={server_port}",
                 "[pgbouncer]",
                 "listen_addr = 127.0.0.1",
@@ -130,7 +195,7 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> It
                 if time.monotonic() > deadline:
                     pytest.fail(f"pgbouncer did not listen on {port}:\n{log.read_text()}")
                 time.sleep(0.1)
-        yield Bouncer(host="127.0.0.1", port=port, user=user, log=log)
+        yield Bouncer(host="127.0.0.1", port=port, user=user, log=log, link=link)
     finally:
         process.terminate()
         try:
@@ -262,3 +327,46 @@ def test_engine_repeats_statements_across_connections_without_errors(
     ) as conn:
         row = conn.execute("SHOW statement_timeout").fetchone()
         assert row is not None and row[0] == "0"
+
+
+def _query_quietly(url: str) -> None:
+    with contextlib.suppress(psycopg.Error), psycopg.connect(url, prepare_threshold=None) as conn:
+        conn.execute("SELECT 1")
+
+
+def test_a_server_that_goes_away_behind_pgbouncer_is_unavailable_not_broken(
+    pgbouncer: Bouncer,
+) -> None:
+    """PostgreSQL goes away behind PgBouncer (as while it restarts). PgBouncer, which has
+    met the server before, still lets the client in, and the transaction's first
+    statement, the statement timeout's, meets the error. It reaches the caller as an
+    OperationalError, which the service answers with a 503, not as an unknown error."""
+    engine = make_engine(
+        pgbouncer.sqlalchemy_url(LINKED_DATABASE),
+        pool_size=1,
+        max_overflow=0,
+        statement_timeout_ms=5000,
+    )
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        failures_before = pgbouncer.log.read_text().count("login failed")
+        pgbouncer.link.cut()
+        engine.dispose()  # new client connections: PgBouncer admits them from memory
+        # A first client sets PgBouncer trying the server (it then waits for up to
+        # query_wait_timeout); from the first failed login on, PgBouncer refuses the
+        # next ones at once: "server login has been failing" (server_login_retry).
+        threading.Thread(
+            target=_query_quietly, args=(pgbouncer.libpq_url(LINKED_DATABASE),), daemon=True
+        ).start()
+        deadline = time.monotonic() + 10
+        while pgbouncer.log.read_text().count("login failed") == failures_before:
+            assert time.monotonic() < deadline, "PgBouncer never tried the server"
+            time.sleep(0.05)
+        for _ in range(3):
+            with pytest.raises(OperationalError) as caught, engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            assert isinstance(caught.value.orig, psycopg.OperationalError), repr(caught.value)
+            assert database_unavailable(caught.value), repr(caught.value)
+    finally:
+        engine.dispose()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -76,6 +77,7 @@ def make_engine(
 
 def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:
     value = str(int(timeout_ms))
+    statement = "SELECT set_config('statement_timeout', %s, true)"
 
     @event.listens_for(engine, "begin")
     def _set_local_timeout(conn: Connection) -> None:
@@ -84,7 +86,17 @@ def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
         with dbapi_connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", (value,))
+            try:
+                cursor.execute(statement, (value,))
+            except psycopg.Error as error:
+                # The transaction's first statement: the one that meets a database that
+                # cannot answer (PgBouncer's "server login has been failing" while
+                # PostgreSQL restarts). Raised from an event, the driver's error would
+                # escape SQLAlchemy's wrapping: wrap it as a statement's error is, so that
+                # callers see an OperationalError (a 503), not an unknown error (a 500).
+                raise DBAPIError.instance(
+                    statement, (value,), error, psycopg.Error, dialect=conn.dialect
+                ) from error
 
 
 def _key(settings: Settings) -> tuple[Any, ...]:
