@@ -464,3 +464,18 @@ def test_bad_yaml_is_refused_with_the_parse_error(tmp_path):
     assert "hosts.yml" in output and "Unable to parse" in output, output
     # ...and the preflight stops instead of running on no hosts.
     assert "the inventory has no hosts: did hosts.yml parse?" in output, output
+
+
+def test_the_local_firewall_opens_the_exporters_to_its_monitoring_host():
+    """The local default is its own monitoring host: its firewall rules name its address
+    and every exporter's port, the workers' metrics included."""
+    result = ansible(
+        "ansible", "-i", "inventories/local", "morpheus-local",
+        "-m", "ansible.builtin.debug", "-a", "var=common_firewall_extra_rules",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = result.stdout
+    assert "172.30.10.10/32" in rules, rules
+    assert "\\\\1" not in rules, rules
+    for port in ("9100", "9101", "9113", "9121", "9127", "9187", "9201"):
+        assert port in rules, f"port {port} not opened: {rules}"
