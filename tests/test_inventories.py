@@ -466,11 +466,14 @@ def test_bad_yaml_is_refused_with_the_parse_error(tmp_path):
     assert "the inventory has no hosts: did hosts.yml parse?" in output, output
 
 
-def test_the_local_firewall_opens_the_exporters_to_its_monitoring_host():
-    """The local default is its own monitoring host: its firewall rules name its address
-    and every exporter's port, the workers' metrics included."""
+def test_the_firewall_opens_the_exporters_to_the_monitoring_host(tmp_path):
+    """With the local host in the monitoring group too (a second inventory source adds
+    it), its firewall rules name its address and every exporter's port, the workers'
+    metrics included."""
+    monitored = tmp_path / "monitored.yml"
+    write_yaml(monitored, {"all": {"children": {"monitoring": {"hosts": {"morpheus-local": {}}}}}})
     result = ansible(
-        "ansible", "-i", "inventories/local", "morpheus-local",
+        "ansible", "-i", "inventories/local", "-i", str(monitored), "morpheus-local",
         "-m", "ansible.builtin.debug", "-a", "var=common_firewall_extra_rules",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

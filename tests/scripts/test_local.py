@@ -50,7 +50,7 @@ def test_single_inventory_is_one_host_in_every_group(inventories):
     assert [h.name for h in inventory.hosts] == ["morpheus-local"]
     host = inventory.hosts[0]
     assert host.address == "172.30.10.10"
-    assert {"edge", "api", "workers", "postgres", "redis", "acme", "monitoring"} <= host.groups
+    assert {"edge", "api", "workers", "postgres", "redis", "acme"} <= host.groups
     assert inventory.first("edge") == host
     assert inventory.first("acme") == host
 
@@ -263,7 +263,17 @@ def test_summary_prints_the_urls_the_ca_and_the_login(inventories, monkeypatch):
     assert "username:  admin" in text
     assert "password:  local-only-admin" in text
     assert "1 min 15 s" in text
-    # The single layout monitors itself: Prometheus and Alertmanager on its address.
+
+
+def test_summary_says_where_prometheus_answers_with_a_monitoring_host(inventories, monkeypatch):
+    monkeypatch.setattr(local, "host_vars", lambda inventory, host: {})
+    inventory = inventories["single"]
+    monitored = local.Inventory(
+        path=inventory.path,
+        hosts=inventory.hosts,
+        groups={**inventory.groups, "monitoring": [inventory.hosts[0].name]},
+    )
+    text = "\n".join(local.summary(monitored, DEFAULT_PORTS, 5))
     assert "Prometheus:    http://172.30.10.10:9090/" in text
     assert "Alertmanager:  http://172.30.10.10:9093/" in text
 
