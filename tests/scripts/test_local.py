@@ -50,7 +50,7 @@ def test_single_inventory_is_one_host_in_every_group(inventories):
     assert [h.name for h in inventory.hosts] == ["morpheus-local"]
     host = inventory.hosts[0]
     assert host.address == "172.30.10.10"
-    assert {"edge", "api", "workers", "postgres", "redis", "acme"} <= host.groups
+    assert {"edge", "api", "workers", "postgres", "redis", "acme", "monitoring"} <= host.groups
     assert inventory.first("edge") == host
     assert inventory.first("acme") == host
 

@@ -155,3 +155,13 @@ def test_firewall_opens_internal_ports_to_the_private_network_only(host):
     assert re.search(r"ip saddr 172\.30\.20\.0/24 tcp dport \{[^}]*6379[^}]*\} accept", rules)
     assert re.search(r"ip saddr 172\.30\.20\.0/24 tcp dport \{[^}]*8000[^}]*\} accept", rules)
     assert re.search(r"tcp dport \{ 80, 443 \} accept", rules)
+
+
+def test_the_release_holds_no_test_double(host):
+    # RunPod's local fake and its test-only key live with the tests, never in the image.
+    found = host.run(
+        f"docker exec {BACKEND} sh -c "
+        "\"find /opt/morpheus -name 'fake_runpod*'; grep -rlF test-only-runpod-key /opt/morpheus\""
+    )
+    assert found.stdout == "", found.stdout
+    assert host.run(f"docker exec {BACKEND} find /opt/morpheus -name providers").stdout

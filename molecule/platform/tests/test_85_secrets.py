@@ -1,8 +1,9 @@
 """No configured secret in the platform's logs: after the converge, the smoke tests,
 the drills and the rolling updates, neither the journal, nor any container's log,
-nor nginx's logs hold one of the vault's values, and nginx's logs are not
-world-readable."""
+nor nginx's logs, nor a running process's command line holds one of the vault's
+values, and nginx's logs are not world-readable."""
 
+import pytest
 import yaml
 from conftest import PROJECT
 
@@ -23,18 +24,29 @@ def found_in(host, source: str) -> str:
     return host.run(f"{source} | grep -F -f {LIST} | head -n 20").stdout
 
 
-def test_no_configured_secret_is_in_a_log(host):
-    secrets = configured_secrets()
-    host.run(f"cat > {LIST} <<'EOF'\n" + "\n".join(secrets) + "\nEOF")
-    try:
-        journal = found_in(host, "journalctl --no-pager -o cat")
-        containers = found_in(host, "for c in $(docker ps -aq); do docker logs $c 2>&1; done")
-        nginx = found_in(host, "cat /var/log/nginx/*.log")
-    finally:
-        host.run(f"rm -f {LIST}")
+@pytest.fixture(scope="module")
+def secret_list(host):
+    """The configured secrets, one a line, in a file on the host for grep -f."""
+    host.run(f"cat > {LIST} <<'EOF'\n" + "\n".join(configured_secrets()) + "\nEOF")
+    yield LIST
+    host.run(f"rm -f {LIST}")
+
+
+def test_no_configured_secret_is_in_a_log(host, secret_list):
+    journal = found_in(host, "journalctl --no-pager -o cat")
+    containers = found_in(host, "for c in $(docker ps -aq); do docker logs $c 2>&1; done")
+    nginx = found_in(host, "cat /var/log/nginx/*.log")
     assert journal == "", journal
     assert containers == "", containers
     assert nginx == "", nginx
+
+
+def test_no_configured_secret_is_on_a_command_line(host, secret_list):
+    # The exporters among them: their logins come from files, never from arguments.
+    exporters = host.run("pgrep -c -f prometheus-").stdout.strip()
+    assert int(exporters or 0) >= 5, "the exporters should be running"
+    processes = found_in(host, "ps -eo args --no-headers")
+    assert processes == "", processes
 
 
 def test_nginx_logs_are_not_world_readable(host):

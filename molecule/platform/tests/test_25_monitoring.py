@@ -1,0 +1,125 @@
+"""The local default monitors itself: the exporters, Prometheus and Alertmanager run on
+the host (it is in the monitoring group), every scrape target answers, the blackbox
+probes reach the three public names over TLS signed by the local ACME server, and every
+rule file loads. The alert drills themselves are in the monitoring scenario."""
+
+import json
+import time
+from urllib.parse import quote
+
+import pytest
+from conftest import assert_service_up
+
+ADDRESS = "172.30.20.10"  # morpheus_private_address (host_vars/morpheus-platform.yml)
+PROMETHEUS = f"http://{ADDRESS}:9090"
+# Jobs whose every target must answer. The service's own jobs list both deploy slots,
+# of which only the serving one runs: at least one of their targets must answer.
+ALL_UP = {"node", "nginx", "postgres", "pgbouncer", "redis", "prometheus", "alertmanager"}
+SOME_UP = {"morpheus_api", "morpheus_worker"}
+PROBED = {"https://app.morpheus.localhost/", "https://dashboard.morpheus.localhost/"}
+
+
+def query(host, path: str) -> dict:
+    out = host.run(
+        "python3 -c 'import sys, urllib.request; "
+        f"print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' '{path}'"
+    )
+    assert out.rc == 0, f"{path}: {out.stderr}"
+    return json.loads(out.stdout)["data"]
+
+
+def wait_for(what: str, check, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s: {check(last=True)}")
+        time.sleep(2)
+    return value
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-blackbox-exporter",
+        "prometheus-node-exporter",
+        "prometheus-nginx-exporter",
+        "prometheus-postgres-exporter",
+        "morpheus-pgbouncer-exporter",
+        "prometheus-redis-exporter",
+    ],
+)
+def test_monitoring_services_run(host, unit):
+    assert_service_up(host, unit)
+
+
+def test_every_scrape_target_answers(host):
+    def health(last: bool = False):
+        targets = query(host, f"{PROMETHEUS}/api/v1/targets")["activeTargets"]
+        by_job: dict[str, list[str]] = {}
+        for target in targets:
+            by_job.setdefault(target["labels"]["job"], []).append(target["health"])
+        settled = (
+            set(by_job) >= ALL_UP | SOME_UP
+            and all(set(by_job[job]) == {"up"} for job in ALL_UP)
+            and all("up" in by_job[job] for job in SOME_UP)
+        )
+        if last:
+            return {t["scrapeUrl"]: (t["health"], t["lastError"]) for t in targets}
+        return by_job if settled else None
+
+    by_job = wait_for("every target up", health)
+    assert set(by_job) >= ALL_UP | SOME_UP, by_job
+
+
+def test_pgbouncer_pools_and_statistics_are_scraped(host):
+    def series(last: bool = False):
+        pools = quote('pgbouncer_pools_client_active_connections{database="morpheus"}')
+        results = query(host, f"{PROMETHEUS}/api/v1/query?query={pools}")["result"]
+        return results or (None if not last else "no pool series")
+
+    wait_for("PgBouncer's pool series", series)
+    up = query(host, f"{PROMETHEUS}/api/v1/query?query=pgbouncer_up")["result"]
+    assert [r["value"][1] for r in up] == ["1"], up
+    pooled = query(host, f"{PROMETHEUS}/api/v1/query?query=pgbouncer_stats_queries_pooled_total")
+    assert any(float(r["value"][1]) > 0 for r in pooled["result"]), pooled
+
+
+def test_the_public_names_are_probed_over_verified_tls(host):
+    def probes(last: bool = False):
+        results = query(host, f"{PROMETHEUS}/api/v1/query?query=probe_success")["result"]
+        success = {r["metric"]["instance"]: r["value"][1] for r in results}
+        if last:
+            return success
+        return success if set(success) >= PROBED and set(success.values()) == {"1"} else None
+
+    success = wait_for("the probes to succeed", probes)
+    assert len(success) == 3, success
+    # The certificate's expiry is read from the chain the probe verified.
+    expiry = query(host, f"{PROMETHEUS}/api/v1/query?query=probe_ssl_earliest_cert_expiry-time()")
+    days = [float(r["value"][1]) / 86400 for r in expiry["result"]]
+    assert len(days) == 3 and all(0 < d < 400 for d in days), days
+
+
+def test_every_rule_file_loads(host):
+    groups = query(host, f"{PROMETHEUS}/api/v1/rules")["groups"]
+    files = {g["file"].rsplit("/", 1)[-1] for g in groups}
+    assert {"api.rules.yml", "backup.rules.yml", "platform.rules.yml", "probes.rules.yml"} <= files
+    broken = [
+        (r["name"], r.get("lastError"))
+        for g in groups
+        for r in g["rules"]
+        if r.get("health") == "err"
+    ]
+    assert broken == []
+
+
+def test_alertmanager_is_prometheus_s_alertmanager(host):
+    managers = query(host, f"{PROMETHEUS}/api/v1/alertmanagers")["activeAlertmanagers"]
+    assert [m["url"] for m in managers] == [f"http://{ADDRESS}:9093/api/v2/alerts"]
+
+
+def test_monitoring_ports_are_private(host):
+    for port in (9090, 9093, 9100, 9113, 9121, 9127, 9187):
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
