@@ -16,7 +16,11 @@ PROMETHEUS = f"http://{ADDRESS}:9090"
 # of which only the serving one runs: at least one of their targets must answer.
 ALL_UP = {"node", "nginx", "postgres", "pgbouncer", "redis", "prometheus", "alertmanager"}
 SOME_UP = {"morpheus_api", "morpheus_worker"}
-PROBED = {"https://app.morpheus.localhost/", "https://dashboard.morpheus.localhost/"}
+PROBED = {
+    "https://app.morpheus.localhost/",
+    "https://dashboard.morpheus.localhost/login",
+    "https://api.morpheus.localhost/health",
+}
 
 
 def query(host, path: str) -> dict:
@@ -84,6 +88,20 @@ def test_pgbouncer_pools_and_statistics_are_scraped(host):
     assert [r["value"][1] for r in up] == ["1"], up
     pooled = query(host, f"{PROMETHEUS}/api/v1/query?query=pgbouncer_stats_queries_pooled_total")
     assert any(float(r["value"][1]) > 0 for r in pooled["result"]), pooled
+
+
+def test_the_api_latency_histogram_counts_requests_by_route(host):
+    # The smoke test's submissions went through the API: Prometheus has them by route.
+    expr = quote('sum by (route) (morpheus_http_request_duration_seconds_count{site="api"})')
+
+    def routes(last: bool = False):
+        results = query(host, f"{PROMETHEUS}/api/v1/query?query={expr}")["result"]
+        counted = {r["metric"].get("route"): float(r["value"][1]) for r in results}
+        return counted if counted.get("/v1/comics", 0) > 0 or last else None
+
+    counted = wait_for("the API's requests by route", routes)
+    # Route templates, never raw paths with ids.
+    assert all("{" in route or route.count("/") <= 2 for route in counted), counted
 
 
 def test_the_public_names_are_probed_over_verified_tls(host):

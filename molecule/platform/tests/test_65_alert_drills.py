@@ -1,0 +1,214 @@
+"""Alert drills: the platform's own rules, Prometheus and Alertmanager, broken the way
+production breaks, and each notification received by a real webhook receiver on the
+host (alertmanager_receivers in host_vars; short scrape and group intervals, so each
+drill waits for its rule's `for` and little else).
+
+- Redis stopped: RedisDown arrives, then its resolved message once Redis is back.
+- Every worker stopped while a comic waits: QueueJobsWithoutWorkers arrives.
+- One public name resolved to an address that does not answer: ProbeFailing arrives
+  for that name only.
+
+Each drill restores what it broke and waits for the resolved message; the comic the
+worker drill queued is then drawn. The delays are printed and kept in
+.cache/reports/drills.txt.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from conftest import PROJECT
+from site_checks import ADDRESS, DOMAIN, drill_key, submit, wait_until_finished
+
+WEBHOOK = Path(__file__).resolve().parent.parent.parent / "monitoring" / "files" / "webhook.py"
+POSTS = "/root/drill-webhook.jsonl"
+PROMETHEUS = f"http://{ADDRESS}:9090"
+FIGURES = PROJECT / ".cache" / "reports" / "drills.txt"
+BROKEN_NAME = f"dashboard.{DOMAIN}"
+PROBE = f"https://{BROKEN_NAME}/login"  # its blackbox target (group_vars)
+# An address that never answers (TEST-NET-1, RFC 5737).
+NOWHERE = "192.0.2.1"
+HOSTS_MARK = "# alert drill"
+HOSTS_COPY = "/root/hosts.before-drill"
+
+
+def say(message: str) -> None:
+    print(f"drill: {message}", file=sys.stderr)
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a") as out:
+        out.write(f"{time.strftime('%H:%M:%S')} platform: {message}\n")
+
+
+def now(host) -> float:
+    return float(host.run("date +%s.%N").stdout)
+
+
+def posts(host) -> list[dict]:
+    out = host.run(f"cat {POSTS}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def notification(host, alertname: str, status: str, after: float, **labels: str):
+    """The first notification of `alertname` in `status` received after `after`."""
+    for post in posts(host):
+        if post["received"] <= after:
+            continue
+        for alert in post["body"]["alerts"]:
+            if (
+                alert["labels"]["alertname"] == alertname
+                and alert["status"] == status
+                and all(alert["labels"].get(k) == v for k, v in labels.items())
+            ):
+                return post
+    return None
+
+
+def wait_for(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(2)
+    return value
+
+
+def query(host, expr: str) -> list:
+    out = host.run(
+        "python3 -c 'import sys, urllib.request; "
+        "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
+        f"'{PROMETHEUS}/api/v1/query?query={quote(expr)}'"
+    )
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)["data"]["result"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def webhook(host):
+    """The drill's receiver, as a transient unit: every POST appended to POSTS."""
+    host.run(f"cat > /root/drill-webhook.py <<'EOF'\n{WEBHOOK.read_text()}\nEOF")
+    host.run(f"rm -f {POSTS}")
+    started = host.run(
+        "systemd-run --unit=drill-webhook --property=Restart=on-failure "
+        f"/usr/bin/python3 /root/drill-webhook.py {POSTS}"
+    )
+    assert started.rc == 0, started.stderr
+    wait_for("the webhook to listen", lambda: host.socket("tcp://127.0.0.1:9999").is_listening, 30)
+    yield
+    host.run("systemctl stop drill-webhook; rm -f /root/drill-webhook.py")
+
+
+def test_the_drill_receiver_is_alertmanager_s(host):
+    config = host.file("/etc/prometheus/alertmanager.yml").content_string
+    assert "http://127.0.0.1:9999/hook" in config
+
+
+def test_redis_down_alerts_and_resolves(host):
+    stopped = now(host)
+    host.run("systemctl stop redis-server")
+    try:
+        fired = wait_for(
+            "RedisDown", lambda: notification(host, "RedisDown", "firing", stopped), 240
+        )
+    finally:
+        started = now(host)
+        host.run("systemctl start redis-server")
+    resolved = wait_for(
+        "RedisDown resolved", lambda: notification(host, "RedisDown", "resolved", started), 120
+    )
+    (alert,) = [a for a in fired["body"]["alerts"] if a["labels"]["alertname"] == "RedisDown"]
+    assert alert["labels"]["severity"] == "page"
+    assert fired["body"]["receiver"] == "page"
+    say(
+        f"RedisDown (for 1m) notified {fired['received'] - stopped:.0f} s after Redis "
+        f"stopped, resolved {resolved['received'] - started:.0f} s after it started"
+    )
+
+
+@pytest.fixture()
+def api_key(host):
+    with drill_key(host) as name:
+        yield name
+
+
+# Rewritten in place: /etc/hosts is a bind mount in the instance, never replaced.
+REPOINT = """
+import sys
+name, address, mark = sys.argv[1:]
+kept = []
+for line in open("/etc/hosts").read().splitlines():
+    words = line.split()
+    if words and not words[0].startswith("#") and name in words[1:]:
+        words.remove(name)
+        line = " ".join(words)
+    kept.append(line)
+kept.append(f"{address} {name} {mark}")
+with open("/etc/hosts", "w") as hosts:
+    hosts.write("\\n".join(kept) + "\\n")
+"""
+
+
+def point_elsewhere(host, name: str, address: str) -> None:
+    """Resolve `name` to `address` on the host (a copy of /etc/hosts kept to restore)."""
+    assert host.run(f"cp /etc/hosts {HOSTS_COPY}").rc == 0
+    moved = host.run(f"python3 - '{name}' '{address}' '{HOSTS_MARK}' <<'EOF'\n{REPOINT}\nEOF")
+    assert moved.rc == 0, moved.stderr
+    assert host.run(f"getent hosts {name}").stdout.split()[0] == address
+
+
+def workers(host) -> list[str]:
+    names = host.run("docker ps --filter label=org.morpheus.role=worker --format '{{.Names}}'")
+    return names.stdout.split()
+
+
+def test_no_worker_and_a_failing_probe_alert(host, api_key):
+    """Both drills at once: their rules wait 5 and 3 minutes."""
+    stopped_workers = workers(host)
+    assert stopped_workers, "no worker runs"
+    # An idle worker stops at once (a busy one would drain its job first).
+    assert host.run(f"docker stop {' '.join(stopped_workers)}").rc == 0
+    broken = now(host)
+    comics: list[str] = []
+    try:
+        comics = submit(host, count=1, title="Alert drill comic")
+        point_elsewhere(host, BROKEN_NAME, NOWHERE)
+        no_worker = wait_for(
+            "QueueJobsWithoutWorkers",
+            lambda: notification(host, "QueueJobsWithoutWorkers", "firing", broken),
+            480,
+        )
+        probe = wait_for(
+            "ProbeFailing",
+            lambda: notification(host, "ProbeFailing", "firing", broken),
+            300,
+        )
+        failing = {r["metric"]["instance"] for r in query(host, "probe_success == 0")}
+        assert failing == {PROBE}, failing
+    finally:
+        restored = now(host)
+        host.run(f"cat {HOSTS_COPY} > /etc/hosts && rm -f {HOSTS_COPY}")
+        host.run(f"docker start {' '.join(stopped_workers)}")
+    assert HOSTS_MARK not in host.file("/etc/hosts").content_string
+    probe_alerts = [
+        a for a in probe["body"]["alerts"] if a["labels"]["alertname"] == "ProbeFailing"
+    ]
+    assert {a["labels"]["instance"] for a in probe_alerts} == {PROBE}
+    wait_for(
+        "QueueJobsWithoutWorkers resolved",
+        lambda: notification(host, "QueueJobsWithoutWorkers", "resolved", restored),
+        120,
+    )
+    wait_for(
+        "ProbeFailing resolved",
+        lambda: notification(host, "ProbeFailing", "resolved", restored),
+        120,
+    )
+    drawn = wait_until_finished(host, comics)
+    say(
+        f"QueueJobsWithoutWorkers (for 5m) notified {no_worker['received'] - broken:.0f} s "
+        f"after every worker stopped with a comic waiting; ProbeFailing (for 3m) "
+        f"{probe['received'] - broken:.0f} s after {BROKEN_NAME} stopped answering; both "
+        f"resolved after the restore, and the waiting comic was drawn {drawn:.0f} s later"
+    )
