@@ -102,7 +102,7 @@ def hosts_of(inventory: dict, group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_required_group_has_hosts_and_monitoring_is_reserved(env):
+def test_every_required_group_has_hosts_and_a_monitoring_group(env):
     inventory = inventory_list(ROOT / "inventories" / env)
     for group in REQUIRED_GROUPS:
         assert hosts_of(inventory, group), f"{env}: group {group} is empty"
@@ -336,8 +336,9 @@ def test_local_multihost_shares_the_local_values():
     assert hosts_of(inventory, "acme") == hosts_of(inventory, "edge") == ["morpheus-local-edge"]
 
 
-def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
-    """The production example, filled in: it passes, and one placeholder put back is named."""
+def filled_production(tmp_path: Path) -> Path:
+    """A copy of the production example with every placeholder filled in (hosts 10.10.0.N
+    in the order hosts.yml names them) and a test-only vault."""
     inventory = copy_environment("production", tmp_path)
     hosts_file = inventory / "hosts.yml"
     text = hosts_file.read_text()
@@ -361,6 +362,12 @@ def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
     vault = yaml.safe_load(example.read_text())
     # test-only values, in a temporary copy that is never committed
     write_yaml(example.with_name("vault.yml"), {key: f"test-only-{key}" for key in vault})
+    return inventory
+
+
+def test_preflight_passes_once_every_placeholder_is_replaced(tmp_path):
+    """The production example, filled in: it passes, and one placeholder put back is named."""
+    inventory = filled_production(tmp_path)
     result = preflight(inventory)
     assert result.returncode == 0, flat(result.stdout + result.stderr)
 
@@ -482,3 +489,40 @@ def test_the_firewall_opens_the_exporters_to_the_monitoring_host(tmp_path):
     assert "\\\\1" not in rules, rules
     for port in ("9100", "9101", "9113", "9121", "9127", "9187", "9201"):
         assert port in rules, f"port {port} not opened: {rules}"
+
+
+def host_value(inventory: Path, host: str, variable: str):
+    """A variable of a host as Ansible templates it (ad hoc, JSON output)."""
+    result = ansible(
+        "ansible", "-i", str(inventory), host, "-m", "ansible.builtin.debug",
+        "-a", f"var={variable}",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The JSON document, between the task-timing callback's lines.
+    start = result.stdout.index("\n{") + 1
+    answer, _ = json.JSONDecoder().raw_decode(result.stdout[start:])
+    return answer["plays"][0]["tasks"][0]["hosts"][host][variable]
+
+
+def test_production_publishes_grafana_on_the_edge_from_the_monitoring_host(tmp_path):
+    inventory = filled_production(tmp_path)
+    listed = inventory_list(inventory)
+    monitor = listed["_meta"]["hostvars"]["production-monitor-1"]["morpheus_private_address"]
+    edge = listed["_meta"]["hostvars"]["production-edge-1"]["morpheus_private_address"]
+    assert host_value(inventory, "production-edge-1", "nginx_monitor_name") == (
+        "monitor.comics.example.org"
+    )
+    assert host_value(inventory, "production-edge-1", "nginx_monitor_upstream") == f"{monitor}:3000"
+    assert "monitor.comics.example.org" in host_value(
+        inventory, "production-edge-1", "letsencrypt_domains"
+    )
+    # Grafana's port opens to the edge only, on the monitoring host alone.
+    rules = host_value(inventory, "production-monitor-1", "common_firewall_extra_rules")
+    assert f"ip saddr {{ {edge}/32 }} tcp dport {{ 3000 }} accept" in rules, rules
+    api_rules = host_value(inventory, "production-api-1", "common_firewall_extra_rules")
+    assert not any("3000" in rule for rule in api_rules), api_rules
+
+
+def test_the_local_layouts_run_no_grafana():
+    assert host_value(ROOT / "inventories" / "local", "morpheus-local", "nginx_monitor_name") == ""

@@ -34,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
                     "received": received,
                     "x_forwarded_for": self.headers.get("X-Forwarded-For"),
                     "x_forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                    "authorization": self.headers.get("Authorization"),
                     "server": self.server.server_address[1],
                 }
             ).encode()

@@ -132,9 +132,9 @@ APP_HEADERS = {
 HSTS = ("strict-transport-security", "max-age=63072000; includeSubDomains")
 
 
-def response_headers(host, name, path="/"):
+def response_headers(host, name, path="/", *args):
     """Every header line of the answer, as (lower-case name, value) in order."""
-    raw = curl(host, name, path, "-o /dev/null -D -").stdout
+    raw = curl(host, name, path, "-o /dev/null -D -", *args).stdout
     lines = [line.split(":", 1) for line in raw.splitlines()[1:] if ":" in line]
     return [(key.strip().lower(), value.strip()) for key, value in lines]
 
@@ -326,6 +326,57 @@ def test_broken_config_never_goes_live(host):
     assert host.file("/run/nginx.pid").content_string == pid_before
     assert host.run("nginx -t").rc == 0
     assert status_of(host, API, "/health") == "200"
+
+
+MONITOR = f"monitor.{DOMAIN}"
+WATCHER = "watcher:test-only-monitor-password"  # test-only value (vars/main.yml)
+
+
+def test_the_monitoring_site_asks_for_nginx_s_login_first(host):
+    answer = curl(host, MONITOR, "/", "-D - -o /dev/null")
+    assert answer.stdout.startswith("HTTP/2 401"), answer.stdout + answer.stderr
+    assert 'www-authenticate: basic realm="morpheus monitoring"' in answer.stdout.lower()
+    assert status_of(host, MONITOR, "/", "-u watcher:wrong") == "401"
+
+
+def test_the_monitoring_site_passes_a_known_user_to_grafana_without_the_credentials(host):
+    answer = curl(host, MONITOR, "/d/morpheus-overview", f"-u {WATCHER}")
+    assert answer.rc == 0, answer.stderr
+    seen = json.loads(answer.stdout)
+    assert seen["path"] == "/d/morpheus-overview"
+    assert seen["x_forwarded_proto"] == "https"
+    # Grafana would take nginx's credentials for a login of its own.
+    assert seen["authorization"] is None
+
+
+def test_the_monitoring_site_has_nginx_s_hsts_and_leaves_page_headers_to_grafana(host):
+    headers = response_headers(host, MONITOR, "/", f"-u {WATCHER}")
+    assert each_once(headers, {HSTS[0]: HSTS[1]}) == {HSTS[0]: [HSTS[1]]}
+    assert "content-security-policy" not in {k for k, _ in headers}
+
+
+def test_the_monitoring_site_redirects_http_to_https(host):
+    answer = curl(
+        host, MONITOR, "/", "-o /dev/null -w '%{http_code} %{redirect_url}'", scheme="http"
+    )
+    assert answer.stdout.strip() == f"301 https://{MONITOR}/"
+
+
+def test_the_monitoring_password_file_holds_hashes_only(host):
+    passwords = host.file("/etc/nginx/morpheus/monitor.htpasswd")
+    assert (passwords.user, passwords.group, passwords.mode) == ("root", "www-data", 0o640)
+    content = passwords.content_string
+    assert "test-only-monitor-password" not in content
+    assert [line.split(":", 1)[1][:3] for line in content.splitlines() if ":" in line] == ["$6$"]
+
+
+def test_a_monitoring_site_without_its_upstream_stops_in_preflight(host):
+    result = ansible_playbook(
+        "broken.yml", "-e", "nginx_monitor_upstream=grafana", "--tags", "nginx_preflight"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "needs nginx_monitor_upstream as" in output, output
 
 
 def test_invalid_domain_stops_in_preflight(host):

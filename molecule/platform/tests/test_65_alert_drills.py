@@ -105,7 +105,16 @@ def test_the_drill_receiver_is_alertmanager_s(host):
     assert "http://127.0.0.1:9999/hook" in config
 
 
+def assert_not_firing(host, *alertnames: str) -> None:
+    """A drill starts from a platform where its alerts are quiet, or it proves nothing."""
+    firing = query(host, 'ALERTS{alertstate="firing"}')
+    names = {a["metric"]["alertname"] for a in firing}
+    assert not names & set(alertnames), f"already firing before the drill: {firing}"
+
+
 def test_redis_down_alerts_and_resolves(host):
+    assert [r["value"][1] for r in query(host, "redis_up")] == ["1"]
+    assert_not_firing(host, "RedisDown")
     stopped = now(host)
     host.run("systemctl stop redis-server")
     try:
@@ -167,6 +176,7 @@ def test_no_worker_and_a_failing_probe_alert(host, api_key):
     """Both drills at once: their rules wait 5 and 3 minutes."""
     stopped_workers = workers(host)
     assert stopped_workers, "no worker runs"
+    assert_not_firing(host, "QueueJobsWithoutWorkers", "ProbeFailing")
     # An idle worker stops at once (a busy one would drain its job first).
     assert host.run(f"docker stop {' '.join(stopped_workers)}").rc == 0
     broken = now(host)
@@ -188,6 +198,7 @@ def test_no_worker_and_a_failing_probe_alert(host, api_key):
         assert failing == {PROBE}, failing
     finally:
         restored = now(host)
+        restored_at = time.monotonic()
         host.run(f"cat {HOSTS_COPY} > /etc/hosts && rm -f {HOSTS_COPY}")
         host.run(f"docker start {' '.join(stopped_workers)}")
     assert HOSTS_MARK not in host.file("/etc/hosts").content_string
@@ -205,10 +216,11 @@ def test_no_worker_and_a_failing_probe_alert(host, api_key):
         lambda: notification(host, "ProbeFailing", "resolved", restored),
         120,
     )
-    drawn = wait_until_finished(host, comics)
+    wait_until_finished(host, comics)
+    drawn = time.monotonic() - restored_at
     say(
         f"QueueJobsWithoutWorkers (for 5m) notified {no_worker['received'] - broken:.0f} s "
         f"after every worker stopped with a comic waiting; ProbeFailing (for 3m) "
         f"{probe['received'] - broken:.0f} s after {BROKEN_NAME} stopped answering; both "
-        f"resolved after the restore, and the waiting comic was drawn {drawn:.0f} s later"
+        f"resolved after the restore, and the waiting comic was drawn within {drawn:.0f} s of it"
     )
