@@ -370,19 +370,15 @@ def test_the_monitoring_password_file_holds_hashes_only(host):
     assert [line.split(":", 1)[1][:3] for line in content.splitlines() if ":" in line] == ["$6$"]
 
 
-def test_a_monitoring_site_without_its_upstream_stops_in_preflight(host):
-    result = ansible_playbook(
-        "broken.yml", "-e", "nginx_monitor_upstream=grafana", "--tags", "nginx_preflight"
-    )
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("nginx_domain=morpheus_test!", "is not a valid host name"),
+        ("nginx_monitor_upstream=grafana", "needs nginx_monitor_upstream as"),
+    ],
+)
+def test_bad_input_stops_in_preflight(host, override, message):
+    result = ansible_playbook("broken.yml", "-e", override, "--tags", "nginx_preflight")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "needs nginx_monitor_upstream as" in output, output
-
-
-def test_invalid_domain_stops_in_preflight(host):
-    result = ansible_playbook(
-        "broken.yml", "-e", "nginx_domain=morpheus_test!", "--tags", "nginx_preflight"
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "is not a valid host name" in output, output
+    assert message in output, output
