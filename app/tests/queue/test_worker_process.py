@@ -368,9 +368,14 @@ async def test_a_step_that_ignores_its_stop_flag_holds_neither_the_exit_nor_the_
 ) -> None:
     # The job's thread spins for a minute without looking at its stop flag. The worker
     # still exits in time, and leaves the job active (its step ran to the very end of
-    # the process), for the stalled check to hand on once the 2 s lock lapses.
+    # the process), for the stalled check to hand on once the lock lapses. The spinning
+    # thread holds the GIL for most of each switch interval, and on a busy machine the
+    # event loop can go a second or more between two lock renewals: a 6 s lock keeps
+    # the job this worker's until it exits, as production's 30 s does.
     grace = 1.0
-    settings = queue_settings.model_copy(update={"shutdown_grace_seconds": grace})
+    settings = queue_settings.model_copy(
+        update={"shutdown_grace_seconds": grace, "worker_lock_seconds": 6.0}
+    )
     job_id = str(uuid.uuid4())
     first = start_worker(settings, "stubborn", STUBBORN_WORKER)
     await queue_client.enqueue_comic(settings, job_id)
@@ -391,7 +396,7 @@ async def test_a_step_that_ignores_its_stop_flag_holds_neither_the_exit_nor_the_
     assert exit_seconds <= grace + 10.0, first.output()
     assert "job left for the stalled check" in first.output()
     assert "job moved back to the queue" not in first.output()
-    assert await queue_client.job_state(settings, job_id) == "active"
+    assert await queue_client.job_state(settings, job_id) == "active", first.output()
 
     second = start_worker(settings, "second", STUBBORN_WORKER, {"STUBBORN_SECONDS": "0.1"})
     await wait_for(
