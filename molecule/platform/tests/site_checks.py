@@ -6,10 +6,12 @@ The modules run in the order of their names, on one converge: the converged stat
 mode proving that nothing drifted (80), and refusals of bad input (90)."""
 
 import contextlib
+import inspect
 import json
 import os
 import time
 import uuid
+from urllib.parse import quote
 
 import pytest
 from conftest import PROJECT, ansible_playbook
@@ -21,6 +23,7 @@ ROOT_CA = "/etc/pebble/issuing-root.pem"
 APP_PASSWORD = "local-only-postgresql-app"  # test-only value (inventories/local)
 BACKEND = "morpheus-backend-0"
 WORKER = "morpheus-worker-0"
+PROMETHEUS = f"http://{ADDRESS}:9090"  # on the private address, as in production
 
 
 def playbook(name, extra_vars=None, tags=None, options=None):
@@ -43,6 +46,37 @@ def sql(host, sql):
     )
     assert result.rc == 0, result.stderr
     return result.stdout.strip()
+
+
+def prometheus_api(host, path: str, timeout: float = 5) -> dict:
+    """The `data` of Prometheus's answer to `path` (/api/v1/...), fetched on the host."""
+    out = host.run(
+        "python3 -c 'import sys, urllib.request; "
+        "print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())' "
+        f"'{PROMETHEUS}{path}' {timeout}"
+    )
+    assert out.rc == 0, f"{path}: {out.stderr}"
+    answer = json.loads(out.stdout)
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def promql(host, expr: str, timeout: float = 5) -> list:
+    """The series of an instant query."""
+    return prometheus_api(host, f"/api/v1/query?query={quote(expr)}", timeout)["result"]
+
+
+def wait_for(what: str, check, timeout: float = 90.0, interval: float = 2.0):
+    """Call `check()` until it returns something true, and return that. On timeout the
+    failure shows `check(last=True)` when `check` takes that argument (what it saw)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            takes_last = "last" in inspect.signature(check).parameters
+            seen = f": {check(last=True)}" if takes_last else ""
+            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s{seen}")
+        time.sleep(interval)
+    return value
 
 
 def release_id(host):

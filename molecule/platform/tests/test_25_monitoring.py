@@ -3,15 +3,10 @@ the host (it is in the monitoring group), every scrape target answers, the black
 probes reach the three public names over TLS signed by the local ACME server, and every
 rule file loads. The alert drills themselves are in the monitoring scenario."""
 
-import json
-import time
-from urllib.parse import quote
-
 import pytest
 from conftest import assert_service_up
+from site_checks import ADDRESS, prometheus_api, promql, wait_for
 
-ADDRESS = "172.30.20.10"  # morpheus_private_address (host_vars/morpheus-platform.yml)
-PROMETHEUS = f"http://{ADDRESS}:9090"
 # Jobs whose every target must answer. The service's own jobs list both deploy slots,
 # of which only the serving one runs: at least one of their targets must answer.
 ALL_UP = {"node", "nginx", "postgres", "pgbouncer", "redis", "prometheus", "alertmanager"}
@@ -21,24 +16,6 @@ PROBED = {
     "https://dashboard.morpheus.localhost/login",
     "https://api.morpheus.localhost/health",
 }
-
-
-def query(host, path: str) -> dict:
-    out = host.run(
-        "python3 -c 'import sys, urllib.request; "
-        f"print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' '{path}'"
-    )
-    assert out.rc == 0, f"{path}: {out.stderr}"
-    return json.loads(out.stdout)["data"]
-
-
-def wait_for(what: str, check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s: {check(last=True)}")
-        time.sleep(2)
-    return value
 
 
 @pytest.mark.parametrize(
@@ -60,7 +37,7 @@ def test_monitoring_services_run(host, unit):
 
 def test_every_scrape_target_answers(host):
     def health(last: bool = False):
-        targets = query(host, f"{PROMETHEUS}/api/v1/targets")["activeTargets"]
+        targets = prometheus_api(host, "/api/v1/targets")["activeTargets"]
         by_job: dict[str, list[str]] = {}
         for target in targets:
             by_job.setdefault(target["labels"]["job"], []).append(target["health"])
@@ -80,29 +57,28 @@ def test_every_scrape_target_answers(host):
 @pytest.mark.parametrize("metric", ["pg_up", "pgbouncer_up", "redis_up", "nginx_up"])
 def test_each_exporter_reaches_its_service(host, metric):
     # A target can be up (the exporter answers) while its login to the service fails.
-    results = query(host, f"{PROMETHEUS}/api/v1/query?query={metric}")["result"]
+    results = promql(host, metric)
     assert [r["value"][1] for r in results] == ["1"], results
 
 
 def test_pgbouncer_pools_and_statistics_are_scraped(host):
     def series(last: bool = False):
-        pools = quote('pgbouncer_pools_client_active_connections{database="morpheus"}')
-        results = query(host, f"{PROMETHEUS}/api/v1/query?query={pools}")["result"]
+        results = promql(host, 'pgbouncer_pools_client_active_connections{database="morpheus"}')
         return results or (None if not last else "no pool series")
 
     wait_for("PgBouncer's pool series", series)
-    up = query(host, f"{PROMETHEUS}/api/v1/query?query=pgbouncer_up")["result"]
+    up = promql(host, "pgbouncer_up")
     assert [r["value"][1] for r in up] == ["1"], up
-    pooled = query(host, f"{PROMETHEUS}/api/v1/query?query=pgbouncer_stats_queries_pooled_total")
-    assert any(float(r["value"][1]) > 0 for r in pooled["result"]), pooled
+    pooled = promql(host, "pgbouncer_stats_queries_pooled_total")
+    assert any(float(r["value"][1]) > 0 for r in pooled), pooled
 
 
 def test_the_api_latency_histogram_counts_requests_by_route(host):
     # The smoke test's submissions went through the API: Prometheus has them by route.
-    expr = quote('sum by (route) (morpheus_http_request_duration_seconds_count{site="api"})')
+    expr = 'sum by (route) (morpheus_http_request_duration_seconds_count{site="api"})'
 
     def routes(last: bool = False):
-        results = query(host, f"{PROMETHEUS}/api/v1/query?query={expr}")["result"]
+        results = promql(host, expr)
         counted = {r["metric"].get("route"): float(r["value"][1]) for r in results}
         return counted if counted.get("/v1/comics", 0) > 0 or last else None
 
@@ -113,7 +89,7 @@ def test_the_api_latency_histogram_counts_requests_by_route(host):
 
 def test_the_public_names_are_probed_over_verified_tls(host):
     def probes(last: bool = False):
-        results = query(host, f"{PROMETHEUS}/api/v1/query?query=probe_success")["result"]
+        results = promql(host, "probe_success")
         success = {r["metric"]["instance"]: r["value"][1] for r in results}
         if last:
             return success
@@ -122,15 +98,15 @@ def test_the_public_names_are_probed_over_verified_tls(host):
     success = wait_for("the probes to succeed", probes)
     assert len(success) == 3, success
     # The certificate's expiry is read from the chain the probe verified.
-    expiry = query(host, f"{PROMETHEUS}/api/v1/query?query=probe_ssl_earliest_cert_expiry-time()")
-    days = [float(r["value"][1]) / 86400 for r in expiry["result"]]
+    expiry = promql(host, "probe_ssl_earliest_cert_expiry - time()")
+    days = [float(r["value"][1]) / 86400 for r in expiry]
     # (Pebble's certificates last five years; Let's Encrypt's 90 days.) None is near the
     # 20 days that CertificateExpiringSoon warns at.
     assert len(days) == 3 and all(20 < d < 5 * 366 for d in days), days
 
 
 def test_every_rule_file_loads(host):
-    groups = query(host, f"{PROMETHEUS}/api/v1/rules")["groups"]
+    groups = prometheus_api(host, "/api/v1/rules")["groups"]
     files = {g["file"].rsplit("/", 1)[-1] for g in groups}
     assert {"api.rules.yml", "backup.rules.yml", "platform.rules.yml", "probes.rules.yml"} <= files
     broken = [
@@ -143,7 +119,7 @@ def test_every_rule_file_loads(host):
 
 
 def test_alertmanager_is_prometheus_s_alertmanager(host):
-    managers = query(host, f"{PROMETHEUS}/api/v1/alertmanagers")["activeAlertmanagers"]
+    managers = prometheus_api(host, "/api/v1/alertmanagers")["activeAlertmanagers"]
     assert [m["url"] for m in managers] == [f"http://{ADDRESS}:9093/api/v2/alerts"]
 
 

@@ -17,15 +17,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from conftest import PROJECT
-from site_checks import ADDRESS, DOMAIN, drill_key, submit, wait_until_finished
+from site_checks import DOMAIN, drill_key, promql, submit, wait_for, wait_until_finished
 
 WEBHOOK = Path(__file__).resolve().parent.parent.parent / "monitoring" / "files" / "webhook.py"
 POSTS = "/root/drill-webhook.jsonl"
-PROMETHEUS = f"http://{ADDRESS}:9090"
 FIGURES = PROJECT / ".cache" / "reports" / "drills.txt"
 BROKEN_NAME = f"dashboard.{DOMAIN}"
 PROBE = f"https://{BROKEN_NAME}/login"  # its blackbox target (group_vars)
@@ -66,25 +64,6 @@ def notification(host, alertname: str, status: str, after: float, **labels: str)
     return None
 
 
-def wait_for(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(2)
-    return value
-
-
-def query(host, expr: str) -> list:
-    out = host.run(
-        "python3 -c 'import sys, urllib.request; "
-        "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
-        f"'{PROMETHEUS}/api/v1/query?query={quote(expr)}'"
-    )
-    assert out.rc == 0, out.stderr
-    return json.loads(out.stdout)["data"]["result"]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def webhook(host):
     """The drill's receiver, as a transient unit: every POST appended to POSTS."""
@@ -107,13 +86,13 @@ def test_the_drill_receiver_is_alertmanager_s(host):
 
 def assert_not_firing(host, *alertnames: str) -> None:
     """A drill starts from a platform where its alerts are quiet, or it proves nothing."""
-    firing = query(host, 'ALERTS{alertstate="firing"}')
+    firing = promql(host, 'ALERTS{alertstate="firing"}')
     names = {a["metric"]["alertname"] for a in firing}
     assert not names & set(alertnames), f"already firing before the drill: {firing}"
 
 
 def test_redis_down_alerts_and_resolves(host):
-    assert [r["value"][1] for r in query(host, "redis_up")] == ["1"]
+    assert [r["value"][1] for r in promql(host, "redis_up")] == ["1"]
     assert_not_firing(host, "RedisDown")
     stopped = now(host)
     host.run("systemctl stop redis-server")
@@ -194,7 +173,7 @@ def test_no_worker_and_a_failing_probe_alert(host, api_key):
             lambda: notification(host, "ProbeFailing", "firing", broken),
             300,
         )
-        failing = {r["metric"]["instance"] for r in query(host, "probe_success == 0")}
+        failing = {r["metric"]["instance"] for r in promql(host, "probe_success == 0")}
         assert failing == {PROBE}, failing
     finally:
         restored = now(host)
