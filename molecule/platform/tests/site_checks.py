@@ -66,6 +66,32 @@ def promql(host, expr: str, timeout: float = 5) -> list:
     return prometheus_api(host, f"/api/v1/query?query={quote(expr)}", timeout)["result"]
 
 
+# Run on the host with the queries' JSON list in EXPRS: one JSON answer per query out.
+_BATCH = """
+import json, sys, urllib.parse, urllib.request
+base, timeout = sys.argv[1], float(sys.argv[2])
+answers = []
+for expr in json.loads(EXPRS):
+    url = base + "/api/v1/query?query=" + urllib.parse.quote(expr)
+    try:
+        answers.append(json.load(urllib.request.urlopen(url, timeout=timeout)))
+    except Exception as exc:
+        answers.append({"status": "error", "error": repr(exc)})
+print(json.dumps(answers))
+"""
+
+
+def promql_batch(host, exprs: list[str], timeout: float = 10) -> list[dict]:
+    """Prometheus's whole answer to each instant query, in order, in one round trip to
+    the host (a query per `host.run` costs a process and a docker exec each)."""
+    script = f"EXPRS = {json.dumps(json.dumps(exprs))}\n{_BATCH}"
+    out = host.run(f"python3 - '{PROMETHEUS}' {timeout} <<'EOF'\n{script}\nEOF")
+    assert out.rc == 0, out.stderr
+    answers = json.loads(out.stdout)
+    assert len(answers) == len(exprs), answers
+    return answers
+
+
 def wait_for(what: str, check, timeout: float = 90.0, interval: float = 2.0):
     """Call `check()` until it returns something true, and return that. On timeout the
     failure shows `check(last=True)` when `check` takes that argument (what it saw)."""
