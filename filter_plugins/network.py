@@ -1,4 +1,4 @@
-"""Filters that turn firewall variables into validated nftables rules."""
+"""Filters that check addresses and turn firewall variables into validated nftables rules."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ filters:
     description: >-
       Validate a list of networks in CIDR notation and split it by family:
       C({"ipv4": [...], "ipv6": [...]}). A network with host bits set is refused.
+    positional: name
+  address_list:
+    description: >-
+      Validate a list of IP addresses (IPv4 or IPv6, no prefix length) and return them
+      in their canonical form, in the order given.
     positional: name
   nft_accept_rules:
     description: >-
@@ -100,6 +105,24 @@ def cidr_list(networks: Iterable[object] | None, name: str = "networks") -> dict
     }
 
 
+def address_list(addresses: Iterable[object] | None, name: str = "addresses") -> list[str]:
+    if addresses is None:
+        return []
+    if isinstance(addresses, str | bytes | dict) or not isinstance(addresses, Iterable):
+        raise AnsibleFilterError(
+            f"{name}: expected a list of IP addresses, got {type(addresses).__name__}"
+        )
+    parsed = []
+    for item in addresses:
+        try:
+            parsed.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise AnsibleFilterError(
+                f"{name}: {item!r} is not an IP address (for example 10.0.0.11)"
+            ) from None
+    return parsed
+
+
 def nft_accept_rules(
     ports: Iterable[object] | None,
     proto: str,
@@ -128,5 +151,6 @@ class FilterModule:
         return {
             "port_list": port_list,
             "cidr_list": cidr_list,
+            "address_list": address_list,
             "nft_accept_rules": nft_accept_rules,
         }

@@ -1,8 +1,10 @@
 """Unit tests of filter_plugins/network.py."""
 
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
-from network import FilterModule, cidr_list, nft_accept_rules, port_list
+from network import FilterModule, address_list, cidr_list, nft_accept_rules, port_list
 
 
 @pytest.mark.parametrize(
@@ -117,4 +119,37 @@ def test_nft_accept_rules_refuses(args, message):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"port_list", "cidr_list", "nft_accept_rules"}
+    assert set(FilterModule().filters()) == {
+        "port_list",
+        "cidr_list",
+        "address_list",
+        "nft_accept_rules",
+    }
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (None, []),
+        ([], []),
+        (["10.0.0.11", " 172.30.10.11"], ["10.0.0.11", "172.30.10.11"]),
+        (["2001:DB8::0:1"], ["2001:db8::1"]),
+    ],
+)
+def test_address_list_normalises(addresses, expected):
+    assert address_list(addresses, "a") == expected
+
+
+@pytest.mark.parametrize(
+    ("addresses", "message"),
+    [
+        ("10.0.0.1", "a: expected a list of IP addresses, got str"),
+        ({"x": "10.0.0.1"}, "a: expected a list of IP addresses, got dict"),
+        (["edge-1"], "a: 'edge-1' is not an IP address"),
+        (["10.0.0.0/24"], "a: '10.0.0.0/24' is not an IP address"),
+        (["10.0.0.256"], "a: '10.0.0.256' is not an IP address"),
+    ],
+)
+def test_address_list_refuses(addresses, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        address_list(addresses, "a")

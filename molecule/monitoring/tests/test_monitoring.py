@@ -63,8 +63,12 @@ def test_every_target_is_up(host):
 
     health = _wait("every target up", all_up, timeout=60)
     assert health == dict.fromkeys(expected, "up")
+    # The probed name resolves through the role's block in /etc/hosts alone.
     probe = _get(host, f"{PROMETHEUS}/api/v1/query?query=probe_success")["data"]["result"]
-    assert [r["value"][1] for r in probe] == ["1"]
+    assert [(r["metric"]["instance"], r["value"][1]) for r in probe] == [
+        ("http://probe.monitoring.test:9090/-/ready", "1")
+    ]
+    assert "127.0.0.1 probe.monitoring.test" in host.file("/etc/hosts").content_string
 
 
 def test_every_rule_file_loads(host):
@@ -101,6 +105,17 @@ def test_a_broken_rule_file_changes_nothing(host):
     )
     assert host.run("systemctl show -p MainPID --value prometheus").stdout.strip() == pid
     assert not host.file("/etc/prometheus/rules/broken.rules.yml").exists
+
+
+def test_a_probed_name_without_an_address_changes_nothing(host):
+    before = host.run("sha256sum /etc/hosts /etc/prometheus/*.yml").stdout
+    rc, output = ansible_playbook(
+        scenario_file("broken.yml"),
+        extra_vars={"prometheus_blackbox_hosts": {"probe.monitoring.test": "edge-1"}},
+    )
+    assert rc != 0, output
+    assert "prometheus_blackbox_hosts: 'edge-1' is not an IP address" in output, output[-2000:]
+    assert host.run("sha256sum /etc/hosts /etc/prometheus/*.yml").stdout == before
 
 
 def _posts(host) -> list[dict]:
