@@ -15,8 +15,8 @@ from morpheus.api.auth import limit_submissions, require_api_key
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.errors import error_responses
 from morpheus.api.submissions import ComicRequest, read_submission
+from morpheus.db.idempotency_keys import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 from morpheus.db.models import ApiKey, Comic, ComicStatus
-from morpheus.db.repository import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 
 # Every operation may answer these; each adds its own (404, 409, ...).
 router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_responses(401, 429, 503))

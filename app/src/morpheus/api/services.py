@@ -1,4 +1,4 @@
-"""What the routes do, in terms of the repository, the queue, ingest and storage.
+"""What the routes do, in terms of the persistence functions, the queue, ingest and storage.
 
 Routes call these functions and never reach PostgreSQL or Redis themselves. Database
 work is synchronous (SQLAlchemy sessions) and runs in the thread pool; queue calls are
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from morpheus.api import extraction
 from morpheus.api.context import AppContext
-from morpheus.db import repository
+from morpheus.db import api_keys, comics, idempotency_keys, users
 from morpheus.db.models import ApiKey, Comic, ComicStatus, Page, User
 from morpheus.db.session import retry_on_disconnect
 from morpheus.logging import get_logger
@@ -137,9 +137,9 @@ class Submitted:
 
 def check_idempotency_key(value: str) -> str:
     """``value`` if it can be an idempotency key, else :class:`Rejected` (422)."""
-    if not repository.IDEMPOTENCY_KEY_RE.match(value):
+    if not idempotency_keys.IDEMPOTENCY_KEY_RE.match(value):
         raise Rejected(
-            f"Idempotency-Key must be 1-{repository.MAX_IDEMPOTENCY_KEY_LENGTH} characters: "
+            f"Idempotency-Key must be 1-{idempotency_keys.MAX_IDEMPOTENCY_KEY_LENGTH} characters: "
             "letters, digits, - _ . ~ : + / =",
             status_code=422,
         )
@@ -177,7 +177,7 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
 
         def find() -> Comic | None:
             with ctx.sessions() as session:
-                return repository.find_idempotent_comic(
+                return idempotency_keys.find_idempotent_comic(
                     session,
                     scope=submission.idempotency_scope,
                     key=key,
@@ -186,7 +186,7 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
 
         try:
             earlier = await run_in_threadpool(retry_on_disconnect(find))
-        except repository.IdempotencyConflict as exc:
+        except idempotency_keys.IdempotencyConflict as exc:
             raise _key_reused(exc) from None
         if earlier is not None:
             log.info("submission replayed", comic_id=str(earlier.id))
@@ -211,11 +211,11 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
         "client_addr": submission.client_addr,
     }
 
-    def create() -> repository.CreatedOnce:
+    def create() -> idempotency_keys.CreatedOnce:
         with ctx.sessions() as session:
             if key is None:
-                return repository.CreatedOnce(repository.create_comic(session, **fields), True)
-            return repository.create_comic_once(
+                return idempotency_keys.CreatedOnce(comics.create_comic(session, **fields), True)
+            return idempotency_keys.create_comic_once(
                 session,
                 scope=submission.idempotency_scope,
                 key=key,
@@ -225,7 +225,7 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
 
     try:
         comic, created = await run_in_threadpool(create)
-    except repository.IdempotencyConflict as exc:
+    except idempotency_keys.IdempotencyConflict as exc:
         raise _key_reused(exc) from None
     if not created:  # a request with the same key got there first
         log.info("submission replayed", comic_id=str(comic.id))
@@ -243,7 +243,7 @@ async def submit_comic(ctx: AppContext, submission: Submission) -> Submitted:
     return Submitted(comic)
 
 
-def _key_reused(exc: repository.IdempotencyConflict) -> KeyReused:
+def _key_reused(exc: idempotency_keys.IdempotencyConflict) -> KeyReused:
     return KeyReused(
         f"Idempotency-Key conflict: the key {exc.key!r} was already used for another "
         f"submission (comic {exc.comic_id}); use a new key for a new novel.",
@@ -254,8 +254,8 @@ def _key_reused(exc: repository.IdempotencyConflict) -> KeyReused:
 def _fail(ctx: AppContext, comic_id: uuid.UUID, message: str, release_keys: bool = False) -> None:
     with ctx.sessions() as session:
         if release_keys:
-            repository.release_idempotency_keys(session, comic_id)
-        repository.fail_comic(session, comic_id, message)
+            idempotency_keys.release_idempotency_keys(session, comic_id)
+        comics.fail_comic(session, comic_id, message)
 
 
 OPERATOR = "operator"
@@ -280,11 +280,11 @@ async def get_comic(ctx: AppContext, comic_id: str, api_key: Viewer = None) -> C
 
     def read() -> ComicView | None:
         with ctx.sessions() as session:
-            comic = repository.get_comic(session, comic_id)
+            comic = comics.get_comic(session, comic_id)
             if not _visible(comic, api_key):
                 return None
             assert comic is not None
-            return ComicView(comic, repository.list_pages(session, comic.id))
+            return ComicView(comic, comics.list_pages(session, comic.id))
 
     view = await run_in_threadpool(retry_on_disconnect(read))
     if view is None:
@@ -337,11 +337,11 @@ async def cancel_comic(ctx: AppContext, comic_id: str, api_key: Viewer = None) -
 
     def cancel() -> Comic:
         with ctx.sessions() as session:
-            return repository.cancel_comic(session, comic_id)
+            return comics.cancel_comic(session, comic_id)
 
     try:
         comic = await run_in_threadpool(cancel)
-    except repository.InvalidTransition as exc:
+    except comics.InvalidTransition as exc:
         raise Conflict(f"The comic cannot be cancelled: it is {exc.status}.") from None
     try:
         await queue_client.cancel_comic(ctx.settings, str(comic.id))
@@ -356,13 +356,13 @@ async def retry_comic(ctx: AppContext, comic_id: str) -> Comic:
 
     def reset() -> Comic:
         with ctx.sessions() as session:
-            return repository.reset_for_retry(session, comic_id)
+            return comics.reset_for_retry(session, comic_id)
 
     try:
         comic = await run_in_threadpool(reset)
-    except repository.ComicNotFound:
+    except comics.ComicNotFound:
         raise NotFound("No comic with this id.") from None
-    except repository.InvalidTransition as exc:
+    except comics.InvalidTransition as exc:
         raise Conflict(f"The comic cannot be retried: it is {exc.status}.") from None
     try:
         await queue_client.retry_comic(ctx.settings, str(comic.id))
@@ -382,8 +382,8 @@ async def list_comics(
 
     def read() -> tuple[list[Comic], int]:
         with ctx.sessions() as session:
-            comics = repository.list_comics(session, limit=limit, offset=offset, status=status)
-            return comics, repository.count_comics(session, status=status)
+            found = comics.list_comics(session, limit=limit, offset=offset, status=status)
+            return found, comics.count_comics(session, status=status)
 
     return await run_in_threadpool(retry_on_disconnect(read))
 
@@ -420,7 +420,7 @@ async def authenticate_api_key(ctx: AppContext, key: str) -> ApiKey | None:
 
     def verify() -> ApiKey | None:
         with ctx.sessions() as session:
-            return repository.verify_api_key(session, key)
+            return api_keys.verify_api_key(session, key)
 
     return await run_in_threadpool(retry_on_disconnect(verify))
 
@@ -432,7 +432,7 @@ async def authenticate_user(ctx: AppContext, username: str, password: str) -> Us
 
     def verify() -> User | None:
         with ctx.sessions() as session:
-            return repository.verify_user(session, username, password)
+            return users.verify_user(session, username, password)
 
     return await run_in_threadpool(verify)
 
@@ -446,7 +446,7 @@ async def active_user(ctx: AppContext, user_id: str) -> User | None:
 
     def read() -> User | None:
         with ctx.sessions() as session:
-            user = repository.get_user(session, parsed)
+            user = users.get_user(session, parsed)
             return user if user is not None and user.is_active else None
 
     return await run_in_threadpool(retry_on_disconnect(read))

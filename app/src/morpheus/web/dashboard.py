@@ -24,7 +24,7 @@ from morpheus.api.auth import (
 from morpheus.api.context import AppContext, get_context
 from morpheus.api.ratelimit import AccountLockout, Lockout
 from morpheus.api.submissions import limited_receive
-from morpheus.db import repository
+from morpheus.db import users
 from morpheus.db.models import User
 from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
@@ -363,7 +363,7 @@ def password_page(
 async def _set_password(ctx: AppContext, username: str, password: str) -> User:
     def change() -> User:
         with ctx.sessions() as db:
-            return repository.set_user_password(db, username, password)
+            return users.set_user_password(db, username, password)
 
     return await run_in_threadpool(change)
 
