@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 from morpheus.providers.local import LocalProvider, to_png
 
 TEST_API_KEY = "test-only-runpod-key"

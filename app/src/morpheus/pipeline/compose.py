@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageOps
 
 from morpheus import cancellation
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 from morpheus.providers.local import (
     BALLOON_FONT,
     CAPTION_FONT,

@@ -21,7 +21,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from morpheus import cancellation
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 
 FONT_DIR = Path(__file__).resolve().parent.parent / "fonts"
 CAPTION_FONT = "DejaVuSans.ttf"

@@ -43,7 +43,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 from morpheus.providers.base import ProviderError
 from morpheus.providers.breaker import CircuitBreaker, CircuitOpenError
 from morpheus.providers.local import letter, to_png

@@ -33,7 +33,8 @@ from morpheus.db.models import ComicStage, ComicStatus
 from morpheus.db.session import session_scope
 from morpheus.pipeline import compose
 from morpheus.pipeline.package import ComicMetadata, build_cbz, build_pdf, png_size
-from morpheus.pipeline.segment import Panel, Script, segment
+from morpheus.pipeline.script import Panel, Script
+from morpheus.pipeline.segment import segment
 from morpheus.providers import PanelProvider, ProviderError, get_provider
 from morpheus.settings import Settings
 from morpheus.storage import Storage, cbz_key, get_storage, page_key, panel_key, pdf_key
