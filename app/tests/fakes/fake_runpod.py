@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from morpheus.pipeline.script import Panel
-from morpheus.providers.local import LocalProvider, to_png
+from morpheus.providers.canvas import to_png
+from morpheus.providers.local import LocalProvider
 
 TEST_API_KEY = "test-only-runpod-key"
 TEST_ENDPOINT_ID = "fake-endpoint"
