@@ -36,7 +36,6 @@ from morpheus.api.middleware import (
     SecurityHeadersMiddleware,
     trusted_proxy_list,
 )
-from morpheus.api.observability import init_sentry
 from morpheus.api.ratelimit import AccountLockout
 from morpheus.api.services import (
     DATABASE_RETRY_AFTER_SECONDS,
@@ -45,6 +44,7 @@ from morpheus.api.services import (
 )
 from morpheus.db.session import database_unavailable
 from morpheus.logging import configure_logging, get_logger
+from morpheus.observability import init_sentry
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
 from morpheus.web.csrf import FormTokens
