@@ -28,7 +28,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from morpheus import __version__
 from morpheus.api import comics, health
-from morpheus.api.context import AppContext
 from morpheus.api.errors import method_not_allowed, validation_error
 from morpheus.api.metrics import MetricsMiddleware
 from morpheus.api.middleware import (
@@ -36,15 +35,16 @@ from morpheus.api.middleware import (
     SecurityHeadersMiddleware,
     trusted_proxy_list,
 )
-from morpheus.api.ratelimit import AccountLockout
-from morpheus.api.services import (
+from morpheus.db.session import database_unavailable
+from morpheus.logging import configure_logging, get_logger
+from morpheus.observability import init_sentry
+from morpheus.services.context import AppContext
+from morpheus.services.errors import (
     DATABASE_RETRY_AFTER_SECONDS,
     DATABASE_UNAVAILABLE_MESSAGE,
     ServiceError,
 )
-from morpheus.db.session import database_unavailable
-from morpheus.logging import configure_logging, get_logger
-from morpheus.observability import init_sentry
+from morpheus.services.ratelimit import AccountLockout
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
 from morpheus.web.csrf import FormTokens

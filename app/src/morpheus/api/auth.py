@@ -7,11 +7,11 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
-from morpheus.api.context import AppContext, get_context
 from morpheus.api.metrics import RATE_LIMITED
-from morpheus.api.ratelimit import LimiterUnavailable
-from morpheus.api.services import authenticate_api_key
 from morpheus.db.models import ApiKey
+from morpheus.services.accounts import authenticate_api_key
+from morpheus.services.context import AppContext, get_context
+from morpheus.services.ratelimit import LimiterUnavailable
 
 MINUTE = 60
 HOUR = 3600

@@ -11,13 +11,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from morpheus.api.services import (
+from morpheus.db.session import database_unavailable
+from morpheus.logging import get_logger
+from morpheus.services.errors import (
     DATABASE_RETRY_AFTER_SECONDS,
     DATABASE_UNAVAILABLE_MESSAGE,
     ServiceError,
 )
-from morpheus.db.session import database_unavailable
-from morpheus.logging import get_logger
 from morpheus.web.templating import make_templates
 
 log = get_logger(__name__)
