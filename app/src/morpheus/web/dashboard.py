@@ -12,13 +12,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from morpheus.api.auth import (
-    MINUTE,
-    client_address,
-    enforce_limit,
-    fail_closed,
-    limit_by_address,
-)
 from morpheus.api.submissions import limited_receive
 from morpheus.db.models import User
 from morpheus.services.accounts import active_user, authenticate_user, set_password
@@ -26,6 +19,13 @@ from morpheus.services.comics import OPERATOR, cancel_comic, get_comic, list_com
 from morpheus.services.context import AppContext, get_context
 from morpheus.services.overview import queue_overview
 from morpheus.services.ratelimit import AccountLockout, Lockout
+from morpheus.services.request_limits import (
+    MINUTE,
+    client_address,
+    enforce_limit,
+    fail_closed,
+    limit_by_address,
+)
 from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
 from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
