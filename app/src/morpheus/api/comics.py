@@ -12,13 +12,13 @@ from pydantic import BaseModel
 
 from morpheus.api.auth import require_api_key
 from morpheus.api.errors import error_responses
-from morpheus.api.submissions import ComicRequest, read_submission
 from morpheus.db.idempotency_keys import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 from morpheus.db.models import ApiKey, Comic, ComicStatus
 from morpheus.services.comics import archive, cancel_comic, get_comic, page_image
 from morpheus.services.context import AppContext, get_context
 from morpheus.services.request_limits import limit_submissions
 from morpheus.services.submission import Submission, check_idempotency_key, submit_comic
+from morpheus.services.uploads import ComicRequest, read_submission
 
 # Every operation may answer these; each adds its own (404, 409, ...).
 router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_responses(401, 429, 503))

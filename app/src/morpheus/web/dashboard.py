@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from morpheus.api.submissions import limited_receive
 from morpheus.db.models import User
 from morpheus.services.accounts import active_user, authenticate_user, set_password
 from morpheus.services.comics import OPERATOR, cancel_comic, get_comic, list_comics, retry_comic
@@ -26,6 +25,7 @@ from morpheus.services.request_limits import (
     fail_closed,
     limit_by_address,
 )
+from morpheus.services.uploads import limited_receive
 from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
 from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
