@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from morpheus.db.models import ApiKey, Comic, ComicStatus
 from morpheus.services.comics import archive, cancel_comic, get_comic, page_image
 from morpheus.services.context import AppContext, get_context
 from morpheus.services.request_limits import limit_submissions
+from morpheus.services.responses import binary_response
 from morpheus.services.submission import Submission, check_idempotency_key, submit_comic
 from morpheus.services.uploads import ComicRequest, read_submission
 
@@ -26,7 +26,6 @@ router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_respons
 Context = Annotated[AppContext, Depends(get_context)]
 Key = Annotated[ApiKey, Depends(require_api_key)]
 
-PAGE_CACHE_CONTROL = "private, max-age=86400"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # Set on the answer to a repeated submission (the first one's answer, nothing new made).
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -92,15 +91,6 @@ def status_body(comic: Comic, page_numbers: list[int]) -> ComicStatusOut:
             cbz=f"{base}.cbz" if done else None,
         ),
     )
-
-
-def binary_response(request: Request, data: bytes, media_type: str, **headers: str) -> Response:
-    """Bytes with an ETag; answers 304 when the client already has them."""
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    common = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL, **headers}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=common)
-    return Response(content=data, media_type=media_type, headers=common)
 
 
 def self_contained_schema(model: type[BaseModel]) -> dict[str, Any]:

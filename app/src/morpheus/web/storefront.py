@@ -15,12 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from morpheus.api.comics import binary_response
 from morpheus.db.models import ComicStatus
 from morpheus.services import comics
 from morpheus.services.context import AppContext, get_context
 from morpheus.services.errors import KeyReused, NotFound, ServiceError
 from morpheus.services.request_limits import client_address, limit_by_address, limit_submissions
+from morpheus.services.responses import binary_response
 from morpheus.services.submission import Submission, submit_comic
 from morpheus.services.uploads import read_submission
 from morpheus.web.csrf import CROSS_SITE_MESSAGE, FormTokens, cross_site
