@@ -265,7 +265,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
     """One line per live dashboard session, the most recently used first."""
-    from morpheus.web.session import SessionsUnavailable, list_sessions
+    from morpheus.services.sessions import SessionsUnavailable, list_sessions
 
     try:
         records = list_sessions(settings)
@@ -295,7 +295,7 @@ def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     if (args.session_id is None) == (args.user is None):
         _err("sessions end: give a session ID or --user NAME, one of them")
         return EXIT_USAGE
-    from morpheus.web.session import SessionsUnavailable, end_session, end_user_sessions
+    from morpheus.services.sessions import SessionsUnavailable, end_session, end_user_sessions
 
     try:
         if args.user is not None:

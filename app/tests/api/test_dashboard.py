@@ -9,8 +9,8 @@ import httpx
 from api_helpers import DESK, NOVEL, client_for
 from fastapi import FastAPI
 from morpheus.db import comics
+from morpheus.services.sessions import COOKIE_NAME
 from morpheus.settings import Settings
-from morpheus.web.session import COOKIE_NAME
 from sqlalchemy.orm import Session
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -19,8 +19,8 @@ import pytest
 from api_helpers import DESK, TEST_PASSWORD, client_for
 from fastapi import FastAPI
 from morpheus.db import users
+from morpheus.services.sessions import COOKIE_NAME
 from morpheus.settings import Settings
-from morpheus.web.session import COOKIE_NAME
 from server_helpers import free_port
 from sqlalchemy.orm import Session
 from test_dashboard import csrf_of, log_in

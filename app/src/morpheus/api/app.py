@@ -45,11 +45,11 @@ from morpheus.services.errors import (
     ServiceError,
 )
 from morpheus.services.ratelimit import AccountLockout
+from morpheus.services.sessions import SessionStore, SessionsUnavailable, session_prefix
 from morpheus.settings import Settings
 from morpheus.web import dashboard, storefront
 from morpheus.web.csrf import FormTokens
 from morpheus.web.pages import install_error_pages, login_required_page, sessions_unavailable_page
-from morpheus.web.session import SessionStore, SessionsUnavailable, session_prefix
 from morpheus.web.templating import STATIC_DIR
 
 log = get_logger(__name__)

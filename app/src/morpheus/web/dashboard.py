@@ -25,10 +25,10 @@ from morpheus.services.request_limits import (
     fail_closed,
     limit_by_address,
 )
+from morpheus.services.sessions import Session, SessionStore, csrf_matches, password_mark
 from morpheus.services.uploads import limited_receive
 from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
-from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
 
 router = APIRouter(dependencies=[Depends(limit_by_address)])
 
