@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as redis
 from api_helpers import API, DESK, SHOP, TEST_PASSWORD, client_for
 from fastapi import FastAPI
-from morpheus.api import create_app
+from morpheus.app import create_app
 from morpheus.db import api_keys, users
 from morpheus.settings import Settings
 from sqlalchemy.orm import Session

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from api_helpers import API, DESK, NOVEL, SHOP, client_for
 from fastapi import FastAPI
-from morpheus.api import AppConfigError, create_app
+from morpheus.app import AppConfigError, create_app
 from morpheus.db import api_keys, comics
 from morpheus.settings import Settings
 from sqlalchemy.orm import Session
