@@ -12,7 +12,7 @@ from morpheus.services.ratelimit import AccountLockout
 from morpheus.services.sessions import SessionStore, SessionsUnavailable, session_prefix
 from morpheus.web import dashboard, storefront
 from morpheus.web.csrf import FormTokens
-from morpheus.web.pages import install_error_pages, login_required_page, sessions_unavailable_page
+from morpheus.web.pages import install_error_pages, sessions_unavailable_page
 from morpheus.web.templating import STATIC_DIR
 
 
@@ -47,6 +47,6 @@ def dashboard_app(context: AppContext) -> FastAPI:
         enabled=settings.rate_limit_enabled,
     )
     desk.include_router(dashboard.router)
-    desk.add_exception_handler(dashboard.LoginRequired, login_required_page)
+    desk.add_exception_handler(dashboard.LoginRequired, dashboard.login_required_page)
     desk.add_exception_handler(SessionsUnavailable, sessions_unavailable_page)
     return desk

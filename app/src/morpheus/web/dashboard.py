@@ -108,6 +108,11 @@ class LoginRequired(Exception):
     """No logged-in operator: answered with the login form and status 401."""
 
 
+async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
+    """401 with the login form (no data of the page that was asked for)."""
+    return login_page(request, await load_session(request), status_code=401)
+
+
 async def require_operator(request: Request, ctx: Context, session: SessionDep) -> User:
     """The session's user, while the user is active and its password unchanged since
     login (a session that fails either is ended)."""

@@ -102,13 +102,6 @@ def install_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, database_error)
 
 
-async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
-    """401 with the login form (no data of the page that was asked for)."""
-    from morpheus.web.dashboard import load_session, login_page
-
-    return login_page(request, await load_session(request), status_code=401)
-
-
 # Redis restarts in seconds, as for a limit that cannot be checked.
 SESSIONS_RETRY_AFTER_SECONDS = 30
 SESSIONS_UNAVAILABLE_MESSAGE = (
