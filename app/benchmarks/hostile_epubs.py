@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from morpheus.db import repository, schema
+from morpheus.db import api_keys, schema
 from morpheus.db.session import make_engine, make_sessionmaker
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -95,7 +95,7 @@ def _api_key(database_url: str) -> str:
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
         with make_sessionmaker(engine)() as session:
-            return repository.create_api_key(session, "benchmark").key
+            return api_keys.create_api_key(session, "benchmark").key
     finally:
         engine.dispose()
 

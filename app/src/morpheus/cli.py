@@ -141,22 +141,22 @@ def _read_password(password_file: Path | None) -> str:
 
 
 def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
-    from morpheus.db import repository
+    from morpheus.db import users
     from morpheus.db.session import session_scope
 
     username = args.username.strip()
     if args.if_missing:
         # An existing user is left as it is: no password is asked for, nothing changes.
         with session_scope(settings) as session:
-            exists = repository.find_user(session, username) is not None
+            exists = users.find_user(session, username) is not None
         if exists:
             print(f"user {username} exists")
             return EXIT_OK
     password = _read_password(args.password_file)
     with session_scope(settings) as session:
         try:
-            user = repository.create_user(session, username, password)
-        except repository.UsernameTaken as exc:
+            user = users.create_user(session, username, password)
+        except users.UsernameTaken as exc:
             if not args.if_missing:  # else: created meanwhile by someone else
                 raise CommandError(str(exc)) from None
             print(f"user {username} exists")
@@ -168,12 +168,12 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> int:
-    from morpheus.db import repository
+    from morpheus.db import api_keys
     from morpheus.db.session import session_scope
 
     with session_scope(settings) as session:
         try:
-            created = repository.create_api_key(session, args.name)
+            created = api_keys.create_api_key(session, args.name)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         print(
@@ -186,12 +186,12 @@ def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_revoke_api_key(args: argparse.Namespace, settings: Settings) -> int:
-    from morpheus.db import repository
+    from morpheus.db import api_keys
     from morpheus.db.session import session_scope
 
     with session_scope(settings) as session:
         try:
-            revoked = repository.revoke_api_keys_named(session, args.name)
+            revoked = api_keys.revoke_api_keys_named(session, args.name)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
     print(f"revoked {len(revoked)} API key(s) named {args.name.strip()}")
@@ -204,7 +204,7 @@ def cmd_delete_comic(args: argparse.Namespace, settings: Settings) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from morpheus.db import repository
+    from morpheus.db import comics
     from morpheus.db.session import session_scope
     from morpheus.storage import StorageError, comic_prefix, get_storage
 
@@ -223,10 +223,10 @@ def cmd_delete_comic(args: argparse.Namespace, settings: Settings) -> int:
 
     with session_scope(settings) as session:
         try:
-            files = repository.delete_comic(session, comic_id, before_delete=delete_files)
-        except repository.ComicNotFound as exc:
+            files = comics.delete_comic(session, comic_id, before_delete=delete_files)
+        except comics.ComicNotFound as exc:
             raise CommandError(str(exc)) from None
-        except repository.InvalidTransition as exc:
+        except comics.InvalidTransition as exc:
             raise CommandError(
                 f"comic {comic_id} is {exc.status}: cancel it first, then delete it"
             ) from None
@@ -265,7 +265,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
     """One line per live dashboard session, the most recently used first."""
-    from morpheus.web.session import SessionsUnavailable, list_sessions
+    from morpheus.services.sessions import SessionsUnavailable, list_sessions
 
     try:
         records = list_sessions(settings)
@@ -295,7 +295,7 @@ def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     if (args.session_id is None) == (args.user is None):
         _err("sessions end: give a session ID or --user NAME, one of them")
         return EXIT_USAGE
-    from morpheus.web.session import SessionsUnavailable, end_session, end_user_sessions
+    from morpheus.services.sessions import SessionsUnavailable, end_session, end_user_sessions
 
     try:
         if args.user is not None:

@@ -1,6 +1,6 @@
 """Gunicorn configuration for the web service.
 
-Run with ``gunicorn -c python:morpheus.gunicorn_conf`` (the app, ``morpheus.api.asgi:app``,
+Run with ``gunicorn -c python:morpheus.gunicorn_conf`` (the app, ``morpheus.asgi:app``,
 is named here). Settings are validated when this file is read, so a missing or invalid
 ``MORPHEUS_*`` variable stops the master before any worker starts.
 
@@ -43,7 +43,7 @@ def _workers_from_env() -> int:
     return min(8, 2 * (os.cpu_count() or 1) + 1)
 
 
-wsgi_app = "morpheus.api.asgi:app"
+wsgi_app = "morpheus.asgi:app"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = [os.environ.get("MORPHEUS_BIND", "0.0.0.0:8000")]
 workers = _workers_from_env()

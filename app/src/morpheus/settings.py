@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1"])
     secret_key: SecretStr = Field(description="signs dashboard sessions, at least 32 characters")
 
-    # --- reading novels (see morpheus.pipeline.ingest and morpheus.api.extraction) ------
+    # --- reading novels (see morpheus.pipeline.ingest and morpheus.services.extraction) -
     # The longest novel accepted, in characters of text, whatever the format.
     max_text_chars: int = Field(default=5_000_000, gt=0)
     # An EPUB's members may unpack to this much in all, and each to this much; checked

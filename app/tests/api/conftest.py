@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as redis
 from api_helpers import API, DESK, SHOP, TEST_PASSWORD, client_for
 from fastapi import FastAPI
-from morpheus.api import create_app
-from morpheus.db import repository
+from morpheus.app import create_app
+from morpheus.db import api_keys, users
 from morpheus.settings import Settings
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,7 @@ async def desk(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def api_key(db_session: Session) -> str:
     """A fresh API key (plaintext)."""
-    return repository.create_api_key(db_session, f"test-{uuid.uuid4().hex[:8]}").key
+    return api_keys.create_api_key(db_session, f"test-{uuid.uuid4().hex[:8]}").key
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def auth(api_key: str) -> dict[str, str]:
 def operator(db_session: Session) -> tuple[str, str]:
     """A dashboard user: (username, password)."""
     username = f"op-{uuid.uuid4().hex[:8]}"
-    repository.create_user(db_session, username, TEST_PASSWORD)
+    users.create_user(db_session, username, TEST_PASSWORD)
     return username, TEST_PASSWORD
 
 

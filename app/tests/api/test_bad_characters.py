@@ -16,7 +16,7 @@ from api_helpers import NOVEL
 from fastapi import FastAPI
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from morpheus.db import repository
+from morpheus.db import comics
 from sqlalchemy.orm import Session
 
 PADDING = "Mara climbed the stairs at dusk. " * 300  # 9,900 characters: past the first 8 KiB
@@ -88,7 +88,7 @@ async def test_unstorable_characters_are_422_naming_the_field(
     field: str,
     message: str,
 ) -> None:
-    before = repository.count_comics(db_session)
+    before = comics.count_comics(db_session)
     request = raw_json(payload)
     response = await api.post(
         "/v1/comics", content=request["content"], headers={**auth, **request["headers"]}
@@ -97,7 +97,7 @@ async def test_unstorable_characters_are_422_naming_the_field(
     detail = response.json()["detail"]
     assert detail.startswith(f"{field}: ")
     assert message in detail
-    assert repository.count_comics(db_session) == before
+    assert comics.count_comics(db_session) == before
 
 
 async def test_a_nul_after_8_kib_of_an_uploaded_file_is_422(
@@ -121,7 +121,7 @@ async def test_titles_are_stored_with_their_white_space_made_one_space(
         "/v1/comics", json={"title": "  The\tLong\n\nNight  ", "text": NOVEL}, headers=auth
     )
     assert response.status_code == 202
-    comic = repository.get_comic(db_session, response.json()["id"])
+    comic = comics.get_comic(db_session, response.json()["id"])
     assert comic is not None and comic.title == "The Long Night"
 
 
@@ -230,7 +230,7 @@ async def test_json_submissions_never_get_a_server_error(
     )
     expect_no_server_error(response, title, text)
     if response.status_code == 202:
-        comic = repository.get_comic(db_session, response.json()["id"], with_source=True)
+        comic = comics.get_comic(db_session, response.json()["id"], with_source=True)
         assert comic is not None
         assert comic.title == " ".join(title.split())
         assert "\x00" not in comic.source_text
@@ -253,7 +253,7 @@ async def test_form_submissions_never_get_a_server_error(
     event(f"status {response.status_code}")
     assert response.status_code < 500, response.text
     if response.status_code == 303:
-        comic = repository.get_comic(db_session, response.headers["location"].split("/")[-1])
+        comic = comics.get_comic(db_session, response.headers["location"].split("/")[-1])
         assert comic is not None and "\x00" not in comic.title
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from api_helpers import API, NOVEL, client_for, make_epub
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import api_keys, comics
 from morpheus.settings import Settings
 from morpheus.worker.comic_job import run_comic
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def count(db_session: Session) -> int:
-    return repository.count_comics(db_session)
+    return comics.count_comics(db_session)
 
 
 async def submit(api: httpx.AsyncClient, auth: dict[str, str], **body: object) -> str:
@@ -53,7 +53,7 @@ async def test_json_submission_is_accepted_and_queued(
     body = response.json()
     assert body["status"] == "queued"
     assert response.headers["location"] == body["status_url"] == f"/v1/comics/{body['id']}"
-    comic = repository.get_comic(db_session, body["id"])
+    comic = comics.get_comic(db_session, body["id"])
     assert comic is not None and comic.title == "The Lighthouse"
     assert comic.options["page_width"] == 874 and comic.options["page_height"] == 1240
     assert comic.client_addr == "203.0.113.7"
@@ -89,7 +89,7 @@ async def test_file_upload_is_accepted(
         headers=auth,
     )
     assert response.status_code == 202, response.text
-    comic = repository.get_comic(db_session, response.json()["id"], with_source=True)
+    comic = comics.get_comic(db_session, response.json()["id"], with_source=True)
     assert comic is not None
     assert "Mara" in comic.source_text
     assert comic.options["page_format"] == "letter"
@@ -136,8 +136,8 @@ async def test_without_a_valid_key_everything_is_401(
 
 
 async def test_revoked_key_is_refused(api: httpx.AsyncClient, db_session: Session) -> None:
-    created = repository.create_api_key(db_session, "to-revoke")
-    repository.revoke_api_key(db_session, created.api_key.id)
+    created = api_keys.create_api_key(db_session, "to-revoke")
+    api_keys.revoke_api_key(db_session, created.api_key.id)
     response = await api.get(
         f"/v1/comics/{uuid.uuid4()}", headers={"Authorization": f"Bearer {created.key}"}
     )
@@ -161,7 +161,7 @@ async def test_another_keys_comic_is_not_revealed(
     api: httpx.AsyncClient, auth: dict[str, str], db_session: Session
 ) -> None:
     comic_id = await submit(api, auth)
-    other = {"X-API-Key": repository.create_api_key(db_session, "other").key}
+    other = {"X-API-Key": api_keys.create_api_key(db_session, "other").key}
     response = await api.get(f"/v1/comics/{comic_id}", headers=other)
     assert response.status_code == 404
     assert "Lighthouse" not in response.text
@@ -334,10 +334,10 @@ async def test_queue_down_after_the_row_was_written_marks_the_comic_failed(
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert "try again" in response.json()["detail"]
-    comics = [c for c in repository.list_comics(db_session, limit=500) if c.title == title]
-    assert len(comics) == 1
-    assert comics[0].status == "failed"
-    assert "could not be queued" in (comics[0].error or "")
+    stored = [c for c in comics.list_comics(db_session, limit=500) if c.title == title]
+    assert len(stored) == 1
+    assert stored[0].status == "failed"
+    assert "could not be queued" in (stored[0].error or "")
 
 
 # --- status, outputs, cancel ------------------------------------------------------------
@@ -390,7 +390,7 @@ async def test_cancel_a_queued_comic(
     response = await api.post(f"/v1/comics/{comic_id}/cancel", headers=auth)
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
-    assert repository.get_comic(db_session, comic_id).status == "cancelled"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, comic_id).status == "cancelled"  # type: ignore[union-attr]
     assert await job_state(settings, comic_id) == "unknown"
     # Cancelling again changes nothing; DELETE is the same operation.
     assert (await api.delete(f"/v1/comics/{comic_id}", headers=auth)).status_code == 202

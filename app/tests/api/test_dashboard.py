@@ -8,9 +8,9 @@ import uuid
 import httpx
 from api_helpers import DESK, NOVEL, client_for
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import comics
+from morpheus.services.sessions import COOKIE_NAME
 from morpheus.settings import Settings
-from morpheus.web.session import COOKIE_NAME
 from sqlalchemy.orm import Session
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -33,7 +33,7 @@ async def log_in(desk: httpx.AsyncClient, username: str, password: str) -> httpx
 async def test_pages_need_a_login_and_show_no_data(
     desk: httpx.AsyncClient, db_session: Session
 ) -> None:
-    comic = repository.create_comic(db_session, title="Secret Title", source_text=NOVEL)
+    comic = comics.create_comic(db_session, title="Secret Title", source_text=NOVEL)
     for path in ("/", f"/comics/{comic.id}", "/?status=failed"):
         response = await desk.get(path)
         assert response.status_code == 401, path
@@ -42,7 +42,7 @@ async def test_pages_need_a_login_and_show_no_data(
     for action in ("retry", "cancel"):
         response = await desk.post(f"/comics/{comic.id}/{action}", data={"csrf_token": "x"})
         assert response.status_code == 401
-    assert repository.get_comic(db_session, comic.id).status == "queued"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, comic.id).status == "queued"  # type: ignore[union-attr]
 
 
 async def test_login_page_sets_a_safe_session_cookie(desk: httpx.AsyncClient) -> None:
@@ -99,9 +99,9 @@ async def test_login_list_cancel_retry_logout(
 ) -> None:
     from morpheus.queue.client import job_state
 
-    queued = repository.create_comic(db_session, title="Queued One", source_text=NOVEL)
-    failed = repository.create_comic(db_session, title="Failed One", source_text=NOVEL)
-    repository.fail_comic(db_session, failed.id, "renderer exploded")
+    queued = comics.create_comic(db_session, title="Queued One", source_text=NOVEL)
+    failed = comics.create_comic(db_session, title="Failed One", source_text=NOVEL)
+    comics.fail_comic(db_session, failed.id, "renderer exploded")
 
     login = await log_in(desk, *operator)
     assert login.status_code == 303 and login.headers["location"] == "/"
@@ -116,16 +116,16 @@ async def test_login_list_cancel_retry_logout(
     # CSRF is checked on every form, also when logged in.
     refused = await desk.post(f"/comics/{queued.id}/cancel", data={"csrf_token": "forged"})
     assert refused.status_code == 403
-    assert repository.get_comic(db_session, queued.id).status == "queued"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, queued.id).status == "queued"  # type: ignore[union-attr]
 
     cancelled = await desk.post(f"/comics/{queued.id}/cancel", data={"csrf_token": token})
     assert cancelled.status_code == 303
-    assert repository.get_comic(db_session, queued.id).status == "cancelled"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, queued.id).status == "cancelled"  # type: ignore[union-attr]
 
     retried = await desk.post(f"/comics/{failed.id}/retry", data={"csrf_token": token})
     assert retried.status_code == 303
     assert retried.headers["location"] == f"/comics/{failed.id}?notice=retried"
-    assert repository.get_comic(db_session, failed.id).status == "queued"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, failed.id).status == "queued"  # type: ignore[union-attr]
     assert await job_state(settings, str(failed.id)) == "waiting"
 
     detail = await desk.get(retried.headers["location"])
@@ -134,9 +134,9 @@ async def test_login_list_cancel_retry_logout(
     # Retrying again is harmless (still queued); a completed comic cannot be retried.
     again = await desk.post(f"/comics/{failed.id}/retry", data={"csrf_token": token})
     assert again.status_code == 303
-    done = repository.create_comic(db_session, title="Done One", source_text=NOVEL)
-    repository.start_comic(db_session, done.id)
-    repository.complete_comic(db_session, done.id, 1)
+    done = comics.create_comic(db_session, title="Done One", source_text=NOVEL)
+    comics.start_comic(db_session, done.id)
+    comics.complete_comic(db_session, done.id, 1)
     conflict = await desk.post(f"/comics/{done.id}/retry", data={"csrf_token": token})
     assert conflict.status_code == 409
     assert "completed" in conflict.text

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from api_helpers import API, DESK, NOVEL, SHOP, TEST_PASSWORD, client_for
 from fastapi import FastAPI
-from morpheus.db import repository, schema
+from morpheus.db import api_keys, comics, schema, users
 from morpheus.db.session import make_engine, make_sessionmaker
 
 pytestmark = pytest.mark.slow
@@ -122,13 +122,13 @@ def records(cluster: Cluster) -> Records:
     engine = make_engine(cluster.url("morpheus"), pool_size=1, max_overflow=0)
     try:
         with make_sessionmaker(engine)() as session:
-            key = repository.create_api_key(session, "outage")
-            api_comic = repository.create_comic(
+            key = api_keys.create_api_key(session, "outage")
+            api_comic = comics.create_comic(
                 session, title="Through the API", source_text=NOVEL, api_key_id=key.api_key.id
             )
-            shop_comic = repository.create_comic(session, title="By the shop", source_text=NOVEL)
+            shop_comic = comics.create_comic(session, title="By the shop", source_text=NOVEL)
             username = f"op-{uuid.uuid4().hex[:8]}"
-            repository.create_user(session, username, TEST_PASSWORD)
+            users.create_user(session, username, TEST_PASSWORD)
             return Records(key.key, str(api_comic.id), str(shop_comic.id), username)
     finally:
         engine.dispose()

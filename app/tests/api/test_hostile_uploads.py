@@ -18,7 +18,7 @@ import httpx
 import pytest
 from api_helpers import API, client_for, shop_form
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.settings import Settings
 from server_helpers import free_port, settings_env, start_gunicorn, stop, wait_until_live
 from sqlalchemy.orm import Session
@@ -102,13 +102,13 @@ async def test_hostile_epubs_are_refused_naming_the_limit(
     limit: str | None,
     message: str,
 ) -> None:
-    before = repository.count_comics(db_session)
+    before = comics.count_comics(db_session)
     response = await post_epub(api, auth, make())
     assert response.status_code == status, response.text
     body = response.json()
     assert message in body["detail"]
     assert body.get("limit") == limit
-    assert repository.count_comics(db_session) == before
+    assert comics.count_comics(db_session) == before
 
 
 async def test_text_length_limit_is_enforced_while_reading(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from api_helpers import API, NOVEL, client_for
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import api_keys, comics
 from morpheus.db.models import Comic
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
@@ -60,7 +60,7 @@ async def test_a_replay_answers_as_the_first_time_whatever_happened_since(
 ) -> None:
     headers = {**auth, "Idempotency-Key": "order-2026-12-04.1"}
     first = await api.post("/v1/comics", json=novel("Later"), headers=headers)
-    repository.start_comic(db_session, first.json()["id"])
+    comics.start_comic(db_session, first.json()["id"])
     again = await api.post("/v1/comics", json=novel("Later"), headers=headers)
     assert (again.status_code, again.json()) == (202, first.json())
     assert again.json()["status"] == "queued"
@@ -91,7 +91,7 @@ async def test_the_same_key_with_another_body_is_a_422_naming_the_conflict(
 async def test_keys_belong_to_their_api_key(
     api: httpx.AsyncClient, auth: dict[str, str], db_session: Session
 ) -> None:
-    other = {"Authorization": f"Bearer {repository.create_api_key(db_session, 'other').key}"}
+    other = {"Authorization": f"Bearer {api_keys.create_api_key(db_session, 'other').key}"}
     title = f"Shared key {uuid.uuid4().hex[:6]}"
     key = {"Idempotency-Key": "same-key-for-both"}
     mine = await api.post("/v1/comics", json=novel(title), headers={**auth, **key})

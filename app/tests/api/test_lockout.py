@@ -18,7 +18,7 @@ import httpx
 import pytest
 from api_helpers import DESK, client_for
 from fastapi import FastAPI
-from morpheus.api.ratelimit import (
+from morpheus.services.ratelimit import (
     LOCKOUT_BASE_SECONDS,
     LOCKOUT_THRESHOLD,
     AccountLockout,

@@ -19,8 +19,8 @@ import sentry_sdk
 import structlog
 from api_helpers import API, NOVEL, client_for
 from fastapi import FastAPI
-from morpheus.api.observability import init_sentry
 from morpheus.logging import REDACTED, configure_logging, redact_secrets
+from morpheus.observability import init_sentry
 from morpheus.settings import Settings
 
 FAKE_KEY = "mph_0123456789ab_" + "S3cr3tPart" * 4

@@ -16,7 +16,7 @@ import redis
 import schemathesis
 from api_helpers import NOVEL
 from hypothesis import HealthCheck, Phase, given, settings
-from morpheus.db import repository
+from morpheus.db import api_keys
 from morpheus.db.session import make_engine, make_sessionmaker
 from morpheus.settings import Settings
 from schemathesis.checks import not_a_server_error
@@ -61,7 +61,7 @@ def served(
     )
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     with make_sessionmaker(engine)() as session:
-        key = repository.create_api_key(session, f"fuzz-{uuid.uuid4().hex[:8]}").key
+        key = api_keys.create_api_key(session, f"fuzz-{uuid.uuid4().hex[:8]}").key
     engine.dispose()
     port = free_port()
     log_path = root / "gunicorn.log"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from api_helpers import API, DESK, client_for
 from fastapi import FastAPI
-from morpheus.api.ratelimit import RateLimiter, make_redis_client
+from morpheus.services.ratelimit import RateLimiter, make_redis_client
 from morpheus.settings import Settings
 from server_helpers import free_port
 from structlog.testing import capture_logs

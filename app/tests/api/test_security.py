@@ -9,8 +9,8 @@ import httpx
 import pytest
 from api_helpers import API, DESK, NOVEL, SHOP, client_for
 from fastapi import FastAPI
-from morpheus.api import AppConfigError, create_app
-from morpheus.db import repository
+from morpheus.app import AppConfigError, create_app
+from morpheus.db import api_keys, comics
 from morpheus.settings import Settings
 from sqlalchemy.orm import Session
 
@@ -132,8 +132,8 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(
         trusted = await via_proxy.post("/v1/comics", json=body, headers=forwarded)
     async with client_for(app, API, addr="203.0.113.9") as direct:
         spoofed = await direct.post("/v1/comics", json=body, headers=forwarded)
-    trusted_comic = repository.get_comic(db_session, trusted.json()["id"])
-    spoofed_comic = repository.get_comic(db_session, spoofed.json()["id"])
+    trusted_comic = comics.get_comic(db_session, trusted.json()["id"])
+    spoofed_comic = comics.get_comic(db_session, spoofed.json()["id"])
     assert trusted_comic is not None and trusted_comic.client_addr == "192.0.2.55"
     assert spoofed_comic is not None and spoofed_comic.client_addr == "203.0.113.9"
 
@@ -169,7 +169,7 @@ async def test_api_rate_limit_is_per_key(
     app_factory: Callable[..., FastAPI], auth: dict[str, str], db_session: Session
 ) -> None:
     app = app_factory(rate_limit_requests_per_minute=2)
-    other = {"X-API-Key": repository.create_api_key(db_session, "other").key}
+    other = {"X-API-Key": api_keys.create_api_key(db_session, "other").key}
     path = f"/v1/comics/{uuid.uuid4()}"
     async with client_for(app, API) as api:
         statuses = [(await api.get(path, headers=auth)).status_code for _ in range(3)]

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from api_helpers import DESK, TEST_PASSWORD, client_for
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import users
+from morpheus.services.sessions import COOKIE_NAME
 from morpheus.settings import Settings
-from morpheus.web.session import COOKIE_NAME
 from server_helpers import free_port
 from sqlalchemy.orm import Session
 from test_dashboard import csrf_of, log_in
@@ -39,7 +39,7 @@ def cookie_client(app: FastAPI, cookie: str, addr: str = "203.0.113.7") -> httpx
 
 def make_operator(db_session: Session) -> str:
     username = f"op-{uuid.uuid4().hex[:8]}"
-    repository.create_user(db_session, username, TEST_PASSWORD)
+    users.create_user(db_session, username, TEST_PASSWORD)
     return username
 
 
@@ -203,7 +203,7 @@ async def test_a_password_set_elsewhere_ends_the_sessions_too(
     username = make_operator(db_session)
     async with logged_in(app, username) as desk:
         assert (await desk.get("/")).status_code == 200
-        repository.set_user_password(db_session, username, NEW_PASSWORD)
+        users.set_user_password(db_session, username, NEW_PASSWORD)
         assert (await desk.get("/")).status_code == 401
 
 

@@ -8,7 +8,7 @@ import uuid
 import httpx
 from api_helpers import NOVEL, SHOP, client_for, shop_form
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import api_keys, comics
 from morpheus.settings import Settings
 from morpheus.worker.comic_job import run_comic
 from sqlalchemy.orm import Session
@@ -50,7 +50,7 @@ async def test_pasted_novel_becomes_a_queued_comic(
     shop: httpx.AsyncClient, db_session: Session
 ) -> None:
     comic_id = await submit_form(shop)
-    comic = repository.get_comic(db_session, comic_id)
+    comic = comics.get_comic(db_session, comic_id)
     assert comic is not None and comic.api_key_id is None
     assert comic.client_addr == "203.0.113.7"
     page = await shop.get(f"/comics/{comic_id}")
@@ -67,14 +67,14 @@ async def test_uploaded_file_becomes_a_comic(shop: httpx.AsyncClient, db_session
         files={"file": ("novel.md", ("# Part one\n\n" + NOVEL).encode(), "text/markdown")},
     )
     assert response.status_code == 303
-    comic = repository.get_comic(db_session, response.headers["location"].rsplit("/", 1)[1])
+    comic = comics.get_comic(db_session, response.headers["location"].rsplit("/", 1)[1])
     assert comic is not None and comic.title == "From a file"
 
 
 async def test_refused_novel_shows_the_form_again_with_what_was_typed(
     shop: httpx.AsyncClient, db_session: Session
 ) -> None:
-    before = repository.count_comics(db_session)
+    before = comics.count_comics(db_session)
     response = await shop.post(
         "/comics",
         data={"title": "My <b>title</b>", "text": "", "page_format": "a5", **await shop_form(shop)},
@@ -86,7 +86,7 @@ async def test_refused_novel_shows_the_form_again_with_what_was_typed(
     assert "not supported" in html
     assert 'value="My &lt;b&gt;title&lt;/b&gt;"' in html  # kept, and escaped
     assert '<option value="a5" selected>' in html
-    assert repository.count_comics(db_session) == before
+    assert comics.count_comics(db_session) == before
 
     response = await shop.post(
         "/comics", data={"title": "Kept", "text": "  ", **await shop_form(shop)}
@@ -105,8 +105,8 @@ async def test_unknown_comic_is_an_html_404(shop: httpx.AsyncClient) -> None:
 async def test_comics_of_api_clients_are_not_shown_on_the_storefront(
     shop: httpx.AsyncClient, db_session: Session
 ) -> None:
-    key = repository.create_api_key(db_session, "client")
-    comic = repository.create_comic(
+    key = api_keys.create_api_key(db_session, "client")
+    comic = comics.create_comic(
         db_session, title="Private", source_text=NOVEL, api_key_id=key.api_key.id
     )
     response = await shop.get(f"/comics/{comic.id}")
@@ -169,7 +169,7 @@ async def test_oversize_upload_on_the_storefront_is_a_413_page(
     app_factory: object, db_session: Session
 ) -> None:
     app: FastAPI = app_factory(max_upload_bytes=1024)  # type: ignore[operator]
-    before = repository.count_comics(db_session)
+    before = comics.count_comics(db_session)
     async with client_for(app, SHOP) as shop:
         response = await shop.post(
             "/comics",
@@ -179,7 +179,7 @@ async def test_oversize_upload_on_the_storefront_is_a_413_page(
     assert response.status_code == 413
     assert 'role="alert"' in response.text and "largest novel we accept" in response.text
     assert 'value="Too long"' in response.text
-    assert repository.count_comics(db_session) == before
+    assert comics.count_comics(db_session) == before
 
 
 async def test_openapi_describes_the_submission(app: FastAPI) -> None:

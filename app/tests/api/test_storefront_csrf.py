@@ -16,7 +16,7 @@ import httpx
 import pytest
 from api_helpers import DESK, NOVEL, SHOP, client_for, shop_form
 from fastapi import FastAPI
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.web.csrf import VISITOR_COOKIE
 from sqlalchemy.orm import Session
 from test_dashboard import csrf_of
@@ -32,7 +32,7 @@ CROSS_SITE = [
 
 def titled(db_session: Session, title: str) -> list[object]:
     db_session.expire_all()
-    return [c for c in repository.list_comics(db_session, limit=500) if c.title == title]
+    return [c for c in comics.list_comics(db_session, limit=500) if c.title == title]
 
 
 def novel(title: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from api.server_helpers import free_port, settings_env, start_gunicorn, stop, wait_until_live
-from morpheus.db import repository
+from morpheus.db import comics, users
 from morpheus.settings import Settings
 from sqlalchemy.orm import Session
 
@@ -165,7 +165,7 @@ def test_reader_submits_a_novel_and_reads_the_comic(
 
     # The operator sees the finished job on the dashboard.
     username, password = f"op-{uuid.uuid4().hex[:6]}", "test-only-password-1234"
-    repository.create_user(db_session, username, password)
+    users.create_user(db_session, username, password)
     desk = f"http://dashboard.morpheus.localhost:{service}"
     driver.get(desk + "/login")  # type: ignore[attr-defined]
     driver.save_screenshot(str(screenshots / "dashboard-login.png"))  # type: ignore[attr-defined]
@@ -203,9 +203,9 @@ def test_a_double_submit_sends_the_form_once_and_makes_one_comic(
     )
     assert state == [True, "true"]
     WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, "comic-title")))
-    comics = [c for c in repository.list_comics(db_session, limit=500) if c.title == title]
-    assert len(comics) == 1
-    assert driver.current_url.endswith(f"/comics/{comics[0].id}")  # type: ignore[attr-defined]
+    stored = [c for c in comics.list_comics(db_session, limit=500) if c.title == title]
+    assert len(stored) == 1
+    assert driver.current_url.endswith(f"/comics/{stored[0].id}")  # type: ignore[attr-defined]
 
 
 def test_a_form_on_another_site_cannot_submit_to_the_storefront(
@@ -234,4 +234,4 @@ def test_a_form_on_another_site_cannot_submit_to_the_storefront(
     WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.ID, "error-title")))
     page = driver.page_source  # type: ignore[attr-defined]
     assert "Not allowed" in page and "another site" in page
-    assert [c for c in repository.list_comics(db_session, limit=500) if c.title == title] == []
+    assert [c for c in comics.list_comics(db_session, limit=500) if c.title == title] == []

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from morpheus.db import repository, schema
+from morpheus.db import api_keys, comics, schema, users
 from morpheus.db.models import ApiKey, Comic
 from morpheus.settings import Settings
 from morpheus.storage import LocalStorage, page_key, panel_key, pdf_key
@@ -223,18 +223,18 @@ def test_create_user_from_password_file_and_stdin(
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"created user {first} (")
     assert "file password" not in result.stdout + result.stderr
-    assert repository.verify_user(db_session, first, "file password 123") is not None
-    assert repository.verify_user(db_session, first, "file password 124") is None
+    assert users.verify_user(db_session, first, "file password 123") is not None
+    assert users.verify_user(db_session, first, "file password 124") is None
 
     second = f"ed-{uuid.uuid4().hex[:8]}"
     result = morpheus(["create-user", second], env, stdin="stdin password 456\n")
     assert result.returncode == 0, result.stderr
-    assert repository.verify_user(db_session, second, "stdin password 456") is not None
+    assert users.verify_user(db_session, second, "stdin password 456") is not None
 
     duplicate = morpheus(["create-user", first], env, stdin="another password\n")
     assert_clean_failure(duplicate, 1)
     assert duplicate.stderr.strip() == f"morpheus: error: username '{first}' is already taken"
-    assert repository.verify_user(db_session, first, "file password 123") is not None
+    assert users.verify_user(db_session, first, "file password 123") is not None
 
 
 def test_create_user_if_missing_leaves_an_existing_user_alone(
@@ -250,16 +250,16 @@ def test_create_user_if_missing_leaves_an_existing_user_alone(
     result = morpheus(["create-user", name, "--password-file", str(first), "--if-missing"], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"created user {name} (")
-    user = repository.find_user(db_session, name)
+    user = users.find_user(db_session, name)
     assert user is not None
 
     result = morpheus(["create-user", name, "--password-file", str(second), "--if-missing"], env)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"user {name} exists\n", "")
     # Untouched: same record, same password.
     db_session.expire_all()
-    assert repository.verify_user(db_session, name, "first password 123") is not None
-    assert repository.verify_user(db_session, name, "second password 456") is None
-    assert repository.find_user(db_session, name).id == user.id  # type: ignore[union-attr]
+    assert users.verify_user(db_session, name, "first password 123") is not None
+    assert users.verify_user(db_session, name, "second password 456") is None
+    assert users.find_user(db_session, name).id == user.id  # type: ignore[union-attr]
 
     # No password is read for an existing user: neither the missing file nor stdin.
     missing = tmp_path / "gone"
@@ -287,7 +287,7 @@ def test_create_user_if_missing_still_checks_a_new_users_password(
     )
     assert_clean_failure(result, 1)
     assert result.stderr == "morpheus: error: password must be at least 8 characters\n"
-    assert repository.find_user(db_session, name) is None
+    assert users.find_user(db_session, name) is None
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_create_user_refuses_bad_passwords(
     )
     assert_clean_failure(result, 1)
     assert message in result.stderr
-    assert repository.verify_user(db_session, name, "short") is None
+    assert users.verify_user(db_session, name, "short") is None
 
 
 def test_create_api_key_prints_it_once(
@@ -327,7 +327,7 @@ def test_create_api_key_prints_it_once(
     assert key.startswith("mph_")
     assert "shown only this once" in result.stderr
     assert key not in result.stderr
-    record = repository.verify_api_key(db_session, key)
+    record = api_keys.verify_api_key(db_session, key)
     assert record is not None and record.name == "ci pipeline"
     assert record.key_hash != key
 
@@ -337,16 +337,16 @@ def test_revoke_api_key_revokes_every_active_key_of_that_name(
 ) -> None:
     env = app_env(tmp_path, database_url, redis_url)
     name = f"smoke test {uuid.uuid4().hex[:8]}"
-    keys = [repository.create_api_key(db_session, name) for _ in range(3)]
-    earlier = repository.revoke_api_key(db_session, keys[2].api_key.id).revoked_at
-    other = repository.create_api_key(db_session, f"other {uuid.uuid4().hex[:8]}")
+    keys = [api_keys.create_api_key(db_session, name) for _ in range(3)]
+    earlier = api_keys.revoke_api_key(db_session, keys[2].api_key.id).revoked_at
+    other = api_keys.create_api_key(db_session, f"other {uuid.uuid4().hex[:8]}")
 
     result = morpheus(["revoke-api-key", name], env)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"revoked 2 API key(s) named {name}\n"
     for created in keys:
-        assert repository.verify_api_key(db_session, created.key) is None
-    assert repository.verify_api_key(db_session, other.key) is not None
+        assert api_keys.verify_api_key(db_session, created.key) is None
+    assert api_keys.verify_api_key(db_session, other.key) is not None
     db_session.expire_all()
     assert db_session.get(ApiKey, keys[2].api_key.id).revoked_at == earlier  # type: ignore[union-attr]
 
@@ -382,16 +382,16 @@ def store_comic_files(storage: LocalStorage, comic_id: uuid.UUID) -> list[str]:
 
 
 def comic_in(status: str, session: Session) -> Comic:
-    comic = repository.create_comic(session, title="Smoke", source_text="One two three.")
+    comic = comics.create_comic(session, title="Smoke", source_text="One two three.")
     if status == "queued":
         return comic
-    comic = repository.start_comic(session, comic.id)
+    comic = comics.start_comic(session, comic.id)
     if status == "completed":
-        return repository.complete_comic(session, comic.id, page_count=1)
+        return comics.complete_comic(session, comic.id, page_count=1)
     if status == "failed":
-        return repository.fail_comic(session, comic.id, "provider timed out")
+        return comics.fail_comic(session, comic.id, "provider timed out")
     if status == "cancelled":
-        return repository.cancel_comic(session, comic.id)
+        return comics.cancel_comic(session, comic.id)
     return comic
 
 
@@ -401,7 +401,7 @@ def test_delete_comic_removes_rows_and_files(
 ) -> None:
     storage = LocalStorage(settings.storage_path)
     comic = comic_in(status, db_session)
-    repository.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
+    comics.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
     store_comic_files(storage, comic.id)
     neighbour = comic_in("completed", db_session)
     kept = store_comic_files(storage, neighbour.id)
@@ -415,12 +415,12 @@ def test_delete_comic_removes_rows_and_files(
     result = morpheus(["delete-comic", str(comic.id)], env)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"deleted comic {comic.id} (4 files)\n"
-    assert repository.get_comic(db_session, comic.id) is None
-    assert repository.list_pages(db_session, comic.id) == []
+    assert comics.get_comic(db_session, comic.id) is None
+    assert comics.list_pages(db_session, comic.id) == []
     assert storage.list_keys(f"comics/{comic.id}/") == []
     assert not (settings.storage_path / "comics" / str(comic.id)).exists()
     # The neighbour keeps its record and its files.
-    assert repository.get_comic(db_session, neighbour.id) is not None
+    assert comics.get_comic(db_session, neighbour.id) is not None
     assert storage.list_keys(f"comics/{neighbour.id}/") == sorted(kept)
 
     again = morpheus(["delete-comic", str(comic.id)], env)
@@ -441,7 +441,7 @@ def test_delete_comic_without_files_and_in_another_spelling(
     result = morpheus(["delete-comic", comic.id.hex.upper()], env)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"deleted comic {comic.id} (0 files)\n"
-    assert repository.get_comic(db_session, comic.id) is None
+    assert comics.get_comic(db_session, comic.id) is None
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
@@ -463,7 +463,7 @@ def test_delete_comic_refuses_a_comic_at_work(
     assert result.stderr == (
         f"morpheus: error: comic {comic.id} is {status}: cancel it first, then delete it\n"
     )
-    assert repository.get_comic(db_session, comic.id).status == status  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, comic.id).status == status  # type: ignore[union-attr]
     assert storage.list_keys(f"comics/{comic.id}/") == sorted(keys)
 
 
@@ -488,7 +488,7 @@ def test_delete_comic_keeps_the_comic_when_its_files_cannot_be_deleted(
     tmp_path: Path, settings: Settings, db_session: Session
 ) -> None:
     comic = comic_in("completed", db_session)
-    repository.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
+    comics.upsert_page(db_session, comic.id, 1, page_key(comic.id, 1), 10, 10)
     not_a_directory = tmp_path / "storage-file"
     not_a_directory.write_text("")
     env = app_env(
@@ -504,8 +504,8 @@ def test_delete_comic_keeps_the_comic_when_its_files_cannot_be_deleted(
         f"morpheus: error: cannot delete the files of comic {comic.id} ("
     )
     assert result.stderr.endswith("); the comic is kept\n")
-    assert repository.get_comic(db_session, comic.id) is not None
-    assert len(repository.list_pages(db_session, comic.id)) == 1
+    assert comics.get_comic(db_session, comic.id) is not None
+    assert len(comics.list_pages(db_session, comic.id)) == 1
 
 
 # --- long-running commands ----------------------------------------------------------------
@@ -605,21 +605,21 @@ def test_worker_completes_a_comic_and_drains_on_sigterm(
         'Chapter 1\n\nMara opened the door. "Who is there?" she asked.\n\n'
         'The wind answered. Tom stepped out of the rain. "Only me," he said.\n'
     )
-    comic = repository.create_comic(db_session, title="The Door", source_text=text)
+    comic = comics.create_comic(db_session, title="The Door", source_text=text)
     asyncio.run(enqueue_comic(settings, str(comic.id)))
     deadline = time.monotonic() + 120
     status = "queued"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"worker exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        current = repository.get_comic(db_session, comic.id)
+        current = comics.get_comic(db_session, comic.id)
         assert current is not None
         status = current.status
         if status in {"completed", "failed"}:
             break
         time.sleep(0.5)
     assert status == "completed", f"comic is {status}:\n{log.read_text()[-3000:]}"
-    done = repository.get_comic(db_session, comic.id)
+    done = comics.get_comic(db_session, comic.id)
     assert done is not None and (done.page_count or 0) >= 1
-    assert len(repository.list_pages(db_session, comic.id)) == done.page_count
+    assert len(comics.list_pages(db_session, comic.id)) == done.page_count
     assert stop(process, log) == 0

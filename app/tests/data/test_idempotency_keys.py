@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from morpheus.db import repository
+from morpheus.db import comics, idempotency_keys
 from morpheus.db.models import Comic, IdempotencyKey
 from morpheus.db.session import make_engine, make_sessionmaker
 from sqlalchemy import Engine, func, select, text
@@ -26,8 +26,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def once(
     session: Session, key: str, fingerprint: str = FINGERPRINT, title: str = "Once"
-) -> repository.CreatedOnce:
-    return repository.create_comic_once(
+) -> idempotency_keys.CreatedOnce:
+    return idempotency_keys.create_comic_once(
         session,
         scope="test",
         key=key,
@@ -52,7 +52,7 @@ def test_a_key_makes_one_comic_and_another_body_conflicts(db_session: Session) -
     again = once(db_session, key, title=title)
     assert first.created and not again.created
     assert again.comic.id == first.comic.id
-    with pytest.raises(repository.IdempotencyConflict) as conflict:
+    with pytest.raises(idempotency_keys.IdempotencyConflict) as conflict:
         once(db_session, key, fingerprint="b" * 64, title=title)
     assert conflict.value.comic_id == first.comic.id
     assert titled(db_session, title) == 1
@@ -66,12 +66,12 @@ def test_a_request_racing_with_the_same_key_waits_and_gets_the_first_comic(
     key, title = str(uuid.uuid4()), f"Second {uuid.uuid4().hex[:6]}"
     with sessions() as winner:
         # The first request has written its comic and key and not committed yet.
-        comic = repository.create_comic(winner, title="First", source_text=NOVEL)
+        comic = comics.create_comic(winner, title="First", source_text=NOVEL)
         winner.add(
             IdempotencyKey(scope="test", key=key, fingerprint=FINGERPRINT, comic_id=comic.id)
         )
         winner.flush()
-        results: list[repository.CreatedOnce] = []
+        results: list[idempotency_keys.CreatedOnce] = []
         errors: list[BaseException] = []
 
         def second() -> None:
@@ -97,7 +97,7 @@ def test_a_request_racing_with_the_same_key_waits_and_gets_the_first_comic(
 def test_a_released_key_makes_a_new_comic(db_session: Session) -> None:
     key = str(uuid.uuid4())
     first = once(db_session, key)
-    assert repository.release_idempotency_keys(db_session, first.comic.id) == 1
+    assert idempotency_keys.release_idempotency_keys(db_session, first.comic.id) == 1
     second = once(db_session, key)
     assert second.created and second.comic.id != first.comic.id
 

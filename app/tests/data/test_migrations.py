@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from morpheus.db import repository, schema
+from morpheus.db import comics, schema
 from morpheus.db.session import make_engine, make_sessionmaker
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
@@ -48,9 +48,9 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_database_url: str) -> None:
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         with make_sessionmaker(engine)() as session:
-            comic = repository.create_comic(session, title="Round trip", source_text="one two")
-            repository.upsert_page(session, comic.id, 1, "k", 10, 10)
-            assert [p.number for p in repository.list_pages(session, comic.id)] == [1]
+            comic = comics.create_comic(session, title="Round trip", source_text="one two")
+            comics.upsert_page(session, comic.id, 1, "k", 10, 10)
+            assert [p.number for p in comics.list_pages(session, comic.id)] == [1]
     finally:
         engine.dispose()
 

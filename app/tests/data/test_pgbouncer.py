@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from morpheus.db import repository, schema
+from morpheus.db import comics, schema
 from morpheus.db.session import database_unavailable, make_engine, make_sessionmaker
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -286,8 +286,8 @@ def test_engine_repeats_statements_across_connections_without_errors(
         comic_ids: list[uuid.UUID] = []
         with factory() as session:
             for _ in range(workers):
-                comic = repository.create_comic(session, title="Bounced", source_text="a b c")
-                comic_ids.append(repository.start_comic(session, comic.id).id)
+                comic = comics.create_comic(session, title="Bounced", source_text="a b c")
+                comic_ids.append(comics.start_comic(session, comic.id).id)
 
         def work(index: int, round_number: int) -> None:
             comic_id = comic_ids[index]
@@ -303,20 +303,20 @@ def test_engine_repeats_statements_across_connections_without_errors(
                     assert shown == "5s"
                     conn.commit()
             with factory() as session:
-                repository.set_stage(session, comic_id, "render", round_number / 20)
-                repository.record_timing(session, comic_id, "render", float(round_number))
-                repository.upsert_page(session, comic_id, round_number % 5, "k", 10, 10)
-                assert repository.get_comic(session, comic_id) is not None
-                repository.list_pages(session, comic_id)
+                comics.set_stage(session, comic_id, "render", round_number / 20)
+                comics.record_timing(session, comic_id, "render", float(round_number))
+                comics.upsert_page(session, comic_id, round_number % 5, "k", 10, 10)
+                assert comics.get_comic(session, comic_id) is not None
+                comics.list_pages(session, comic_id)
 
         errors = _hammer(workers, 20, work)
         assert errors == [], errors[:3]
 
         with factory() as session:
             for comic_id in comic_ids:
-                pages = repository.list_pages(session, comic_id)
+                pages = comics.list_pages(session, comic_id)
                 assert [page.number for page in pages] == [0, 1, 2, 3, 4]
-                done = repository.complete_comic(session, comic_id, page_count=len(pages))
+                done = comics.complete_comic(session, comic_id, page_count=len(pages))
                 assert done.status == "completed"
                 assert done.timings == {"render": 19.0}
     finally:

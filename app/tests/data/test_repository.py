@@ -6,7 +6,7 @@ import hashlib
 import uuid
 
 import pytest
-from morpheus.db import repository
+from morpheus.db import api_keys, comics, users
 from morpheus.db.models import ApiKey, Comic, Page, User
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError
@@ -16,19 +16,19 @@ NOVEL = "It was a dark and stormy night. " * 20
 
 
 def new_comic(session: Session, **kwargs: object) -> Comic:
-    return repository.create_comic(session, title="The Storm", source_text=NOVEL, **kwargs)
+    return comics.create_comic(session, title="The Storm", source_text=NOVEL, **kwargs)
 
 
 def running_comic(session: Session) -> Comic:
-    return repository.start_comic(session, new_comic(session).id)
+    return comics.start_comic(session, new_comic(session).id)
 
 
 # --- comics -----------------------------------------------------------------------------
 
 
 def test_create_comic_stores_a_queued_comic(db_session: Session) -> None:
-    key = repository.create_api_key(db_session, "owner").api_key
-    comic = repository.create_comic(
+    key = api_keys.create_api_key(db_session, "owner").api_key
+    comic = comics.create_comic(
         db_session,
         title="  The Storm  ",
         source_text=NOVEL,
@@ -38,7 +38,7 @@ def test_create_comic_stores_a_queued_comic(db_session: Session) -> None:
     )
     assert isinstance(comic.id, uuid.UUID)
     db_session.expunge_all()
-    stored = repository.get_comic(db_session, comic.id)
+    stored = comics.get_comic(db_session, comic.id)
     assert stored is not None
     assert stored.title == "The Storm"
     assert stored.word_count == len(NOVEL.split())
@@ -59,11 +59,11 @@ def test_create_comic_stores_a_queued_comic(db_session: Session) -> None:
 def test_source_text_loads_only_when_asked(db_session: Session) -> None:
     comic_id = new_comic(db_session).id
     db_session.expunge_all()
-    light = repository.get_comic(db_session, comic_id)
+    light = comics.get_comic(db_session, comic_id)
     assert light is not None
     assert "source_text" in inspect(light).unloaded
     db_session.expunge_all()
-    full = repository.get_comic(db_session, comic_id, with_source=True)
+    full = comics.get_comic(db_session, comic_id, with_source=True)
     assert full is not None
     assert "source_text" not in inspect(full).unloaded
     assert full.source_text == NOVEL
@@ -80,49 +80,49 @@ def test_source_text_loads_only_when_asked(db_session: Session) -> None:
 def test_create_comic_rejects_bad_input(
     db_session: Session, title: str, source: str, message: str
 ) -> None:
-    before = repository.count_comics(db_session)
+    before = comics.count_comics(db_session)
     with pytest.raises(ValueError, match=message):
-        repository.create_comic(db_session, title=title, source_text=source)
-    assert repository.count_comics(db_session) == before
+        comics.create_comic(db_session, title=title, source_text=source)
+    assert comics.count_comics(db_session) == before
 
 
 def test_get_comic_with_unknown_or_malformed_id(db_session: Session) -> None:
-    assert repository.get_comic(db_session, uuid.uuid4()) is None
-    assert repository.get_comic(db_session, "not-a-uuid") is None
-    with pytest.raises(repository.ComicNotFound):
-        repository.start_comic(db_session, uuid.uuid4())
-    with pytest.raises(repository.ComicNotFound):
-        repository.cancel_comic(db_session, "not-a-uuid")
+    assert comics.get_comic(db_session, uuid.uuid4()) is None
+    assert comics.get_comic(db_session, "not-a-uuid") is None
+    with pytest.raises(comics.ComicNotFound):
+        comics.start_comic(db_session, uuid.uuid4())
+    with pytest.raises(comics.ComicNotFound):
+        comics.cancel_comic(db_session, "not-a-uuid")
 
 
 def test_list_comics_newest_first_with_status_filter_and_paging(db_session: Session) -> None:
     made = [new_comic(db_session) for _ in range(3)]
-    repository.start_comic(db_session, made[1].id)
-    newest = repository.list_comics(db_session, limit=500)
+    comics.start_comic(db_session, made[1].id)
+    newest = comics.list_comics(db_session, limit=500)
     ids = [comic.id for comic in newest]
     positions = [ids.index(comic.id) for comic in made]
     assert positions == sorted(positions, reverse=True)  # made[2] first
-    running = repository.list_comics(db_session, status="running", limit=500)
+    running = comics.list_comics(db_session, status="running", limit=500)
     assert made[1].id in {c.id for c in running}
     assert all(c.status == "running" for c in running)
-    page_two = repository.list_comics(db_session, limit=1, offset=1)
+    page_two = comics.list_comics(db_session, limit=1, offset=1)
     assert [c.id for c in page_two] == [ids[1]]
     with pytest.raises(ValueError):
-        repository.list_comics(db_session, limit=0)
+        comics.list_comics(db_session, limit=0)
     with pytest.raises(ValueError):
-        repository.list_comics(db_session, status="sleeping")
+        comics.list_comics(db_session, status="sleeping")
 
 
 def test_a_comic_runs_from_queued_to_completed(db_session: Session) -> None:
     comic = new_comic(db_session)
-    started = repository.start_comic(db_session, comic.id)
+    started = comics.start_comic(db_session, comic.id)
     assert (started.status, started.attempts) == ("running", 1)
     assert started.started_at is not None
     for stage, progress in [("segment", 0.1), ("render", 0.5), ("compose", 0.8)]:
-        current = repository.set_stage(db_session, comic.id, stage, progress)
+        current = comics.set_stage(db_session, comic.id, stage, progress)
         assert (current.stage, current.progress) == (stage, progress)
-        repository.record_timing(db_session, comic.id, stage, progress * 10)
-    done = repository.complete_comic(db_session, comic.id, page_count=4)
+        comics.record_timing(db_session, comic.id, stage, progress * 10)
+    done = comics.complete_comic(db_session, comic.id, page_count=4)
     assert (done.status, done.stage, done.progress, done.page_count) == (
         "completed",
         "done",
@@ -135,60 +135,60 @@ def test_a_comic_runs_from_queued_to_completed(db_session: Session) -> None:
 
 def test_redelivered_start_counts_another_attempt(db_session: Session) -> None:
     comic = running_comic(db_session)
-    again = repository.start_comic(db_session, comic.id)
+    again = comics.start_comic(db_session, comic.id)
     assert (again.status, again.attempts) == ("running", 2)
 
 
 def test_finished_transitions_repeat_as_no_ops(db_session: Session) -> None:
     comic = running_comic(db_session)
-    first = repository.complete_comic(db_session, comic.id, page_count=2)
-    second = repository.complete_comic(db_session, comic.id, page_count=2)
+    first = comics.complete_comic(db_session, comic.id, page_count=2)
+    second = comics.complete_comic(db_session, comic.id, page_count=2)
     assert second.status == "completed"
     assert second.finished_at == first.finished_at
 
     other = running_comic(db_session)
-    repository.cancel_comic(db_session, other.id)
-    assert repository.cancel_comic(db_session, other.id).status == "cancelled"
+    comics.cancel_comic(db_session, other.id)
+    assert comics.cancel_comic(db_session, other.id).status == "cancelled"
 
 
 def test_cancelled_comic_is_not_started_completed_or_failed(db_session: Session) -> None:
     comic = running_comic(db_session)
-    cancelled = repository.cancel_comic(db_session, comic.id)
+    cancelled = comics.cancel_comic(db_session, comic.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
-    with pytest.raises(repository.InvalidTransition, match=r"cannot start .* it is cancelled"):
-        repository.start_comic(db_session, comic.id)
-    with pytest.raises(repository.InvalidTransition):
-        repository.complete_comic(db_session, comic.id, page_count=1)
-    with pytest.raises(repository.InvalidTransition):
-        repository.set_stage(db_session, comic.id, "render", 0.5)
+    with pytest.raises(comics.InvalidTransition, match=r"cannot start .* it is cancelled"):
+        comics.start_comic(db_session, comic.id)
+    with pytest.raises(comics.InvalidTransition):
+        comics.complete_comic(db_session, comic.id, page_count=1)
+    with pytest.raises(comics.InvalidTransition):
+        comics.set_stage(db_session, comic.id, "render", 0.5)
     # A worker's final failure after a cancel leaves the cancel in place.
-    assert repository.fail_comic(db_session, comic.id, "late failure").status == "cancelled"
-    assert repository.get_comic(db_session, comic.id).error is None  # type: ignore[union-attr]
+    assert comics.fail_comic(db_session, comic.id, "late failure").status == "cancelled"
+    assert comics.get_comic(db_session, comic.id).error is None  # type: ignore[union-attr]
 
 
 def test_completed_comic_cannot_be_cancelled_failed_or_retried(db_session: Session) -> None:
     comic = running_comic(db_session)
-    repository.complete_comic(db_session, comic.id, page_count=1)
+    comics.complete_comic(db_session, comic.id, page_count=1)
     for change in (
-        lambda: repository.cancel_comic(db_session, comic.id),
-        lambda: repository.fail_comic(db_session, comic.id, "boom"),
-        lambda: repository.reset_for_retry(db_session, comic.id),
-        lambda: repository.start_comic(db_session, comic.id),
+        lambda: comics.cancel_comic(db_session, comic.id),
+        lambda: comics.fail_comic(db_session, comic.id, "boom"),
+        lambda: comics.reset_for_retry(db_session, comic.id),
+        lambda: comics.start_comic(db_session, comic.id),
     ):
-        with pytest.raises(repository.InvalidTransition):
+        with pytest.raises(comics.InvalidTransition):
             change()
-    assert repository.get_comic(db_session, comic.id).status == "completed"  # type: ignore[union-attr]
+    assert comics.get_comic(db_session, comic.id).status == "completed"  # type: ignore[union-attr]
 
 
 def test_failed_comic_is_reset_for_retry(db_session: Session) -> None:
     comic = running_comic(db_session)
-    repository.set_stage(db_session, comic.id, "render", 0.4)
-    failed = repository.fail_comic(db_session, comic.id, "provider timed out")
+    comics.set_stage(db_session, comic.id, "render", 0.4)
+    failed = comics.fail_comic(db_session, comic.id, "provider timed out")
     assert (failed.status, failed.error) == ("failed", "provider timed out")
     assert failed.finished_at is not None
-    with pytest.raises(repository.InvalidTransition):
-        repository.start_comic(db_session, comic.id)
-    retried = repository.reset_for_retry(db_session, comic.id)
+    with pytest.raises(comics.InvalidTransition):
+        comics.start_comic(db_session, comic.id)
+    retried = comics.reset_for_retry(db_session, comic.id)
     assert (retried.status, retried.stage, retried.progress, retried.error) == (
         "queued",
         "queued",
@@ -196,14 +196,14 @@ def test_failed_comic_is_reset_for_retry(db_session: Session) -> None:
         None,
     )
     assert retried.finished_at is None
-    assert repository.reset_for_retry(db_session, comic.id).status == "queued"  # no-op
-    assert repository.start_comic(db_session, comic.id).attempts == 2
+    assert comics.reset_for_retry(db_session, comic.id).status == "queued"  # no-op
+    assert comics.start_comic(db_session, comic.id).attempts == 2
 
 
 def test_cancel_of_queued_comic_and_retry_after_cancel(db_session: Session) -> None:
     comic = new_comic(db_session)
-    assert repository.cancel_comic(db_session, comic.id).status == "cancelled"
-    assert repository.reset_for_retry(db_session, comic.id).status == "queued"
+    assert comics.cancel_comic(db_session, comic.id).status == "cancelled"
+    assert comics.reset_for_retry(db_session, comic.id).status == "queued"
 
 
 def test_racing_sessions_cannot_both_finish_a_comic(db_session: Session, database_url: str) -> None:
@@ -214,14 +214,14 @@ def test_racing_sessions_cannot_both_finish_a_comic(db_session: Session, databas
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
         with make_sessionmaker(engine)() as other:
-            stale = repository.get_comic(other, comic.id)
+            stale = comics.get_comic(other, comic.id)
             assert stale is not None and stale.status == "running"
-            repository.cancel_comic(db_session, comic.id)
-            with pytest.raises(repository.InvalidTransition, match="it is cancelled"):
-                repository.complete_comic(other, comic.id, page_count=3)
+            comics.cancel_comic(db_session, comic.id)
+            with pytest.raises(comics.InvalidTransition, match="it is cancelled"):
+                comics.complete_comic(other, comic.id, page_count=3)
     finally:
         engine.dispose()
-    final = repository.get_comic(db_session, comic.id)
+    final = comics.get_comic(db_session, comic.id)
     assert final is not None and final.status == "cancelled" and final.page_count is None
 
 
@@ -231,37 +231,37 @@ def test_racing_sessions_cannot_both_finish_a_comic(db_session: Session, databas
 def test_set_stage_rejects_bad_values(db_session: Session, stage: str, progress: float) -> None:
     comic = running_comic(db_session)
     with pytest.raises(ValueError):
-        repository.set_stage(db_session, comic.id, stage, progress)
-    assert repository.get_comic(db_session, comic.id).stage == "queued"  # type: ignore[union-attr]
+        comics.set_stage(db_session, comic.id, stage, progress)
+    assert comics.get_comic(db_session, comic.id).stage == "queued"  # type: ignore[union-attr]
 
 
 def test_record_timing_replaces_a_stage_and_keeps_the_others(db_session: Session) -> None:
     comic = running_comic(db_session)
-    repository.record_timing(db_session, comic.id, "segment", 1.25)
-    repository.record_timing(db_session, comic.id, "render", 3)
-    again = repository.record_timing(db_session, comic.id, "render", 4.5)
+    comics.record_timing(db_session, comic.id, "segment", 1.25)
+    comics.record_timing(db_session, comic.id, "render", 3)
+    again = comics.record_timing(db_session, comic.id, "render", 4.5)
     assert again.timings == {"segment": 1.25, "render": 4.5}
     with pytest.raises(ValueError):
-        repository.record_timing(db_session, comic.id, "render", -1)
+        comics.record_timing(db_session, comic.id, "render", -1)
     with pytest.raises(ValueError):
-        repository.record_timing(db_session, comic.id, "Robert'); DROP TABLE comics;--", 1)
-    with pytest.raises(repository.ComicNotFound):
-        repository.record_timing(db_session, uuid.uuid4(), "render", 1)
+        comics.record_timing(db_session, comic.id, "Robert'); DROP TABLE comics;--", 1)
+    with pytest.raises(comics.ComicNotFound):
+        comics.record_timing(db_session, uuid.uuid4(), "render", 1)
 
 
 def test_fail_comic_keeps_a_bounded_error(db_session: Session) -> None:
     comic = running_comic(db_session)
-    failed = repository.fail_comic(db_session, comic.id, "x" * 50_000)
-    assert len(failed.error or "") == repository.MAX_ERROR_LENGTH
+    failed = comics.fail_comic(db_session, comic.id, "x" * 50_000)
+    assert len(failed.error or "") == comics.MAX_ERROR_LENGTH
 
 
 def finished_comic(session: Session, status: str) -> Comic:
     comic = running_comic(session)
     if status == "completed":
-        return repository.complete_comic(session, comic.id, page_count=2)
+        return comics.complete_comic(session, comic.id, page_count=2)
     if status == "failed":
-        return repository.fail_comic(session, comic.id, "provider timed out")
-    return repository.cancel_comic(session, comic.id)
+        return comics.fail_comic(session, comic.id, "provider timed out")
+    return comics.cancel_comic(session, comic.id)
 
 
 def comic_exists(session: Session, comic_id: uuid.UUID) -> bool:
@@ -274,9 +274,9 @@ def test_delete_comic_removes_a_finished_comic_and_its_pages(
 ) -> None:
     comic = finished_comic(db_session, status)
     for number in (1, 2):
-        repository.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
+        comics.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
     other = finished_comic(db_session, status)
-    repository.upsert_page(db_session, other.id, 1, "p1", 10, 10)
+    comics.upsert_page(db_session, other.id, 1, "p1", 10, 10)
     seen: list[uuid.UUID] = []
 
     def before_delete(comic_id: uuid.UUID) -> int:
@@ -284,48 +284,48 @@ def test_delete_comic_removes_a_finished_comic_and_its_pages(
         assert comic_exists(db_session, comic_id)  # the row is still there (and locked)
         return 7
 
-    assert repository.delete_comic(db_session, str(comic.id), before_delete=before_delete) == 7
+    assert comics.delete_comic(db_session, str(comic.id), before_delete=before_delete) == 7
     assert seen == [comic.id]
     assert not comic_exists(db_session, comic.id)
-    assert repository.get_comic(db_session, comic.id) is None
-    assert repository.list_pages(db_session, comic.id) == []
+    assert comics.get_comic(db_session, comic.id) is None
+    assert comics.list_pages(db_session, comic.id) == []
     count = db_session.scalar(
         select(text("count(*)")).select_from(Page).where(Page.comic_id == comic.id)
     )
     assert count == 0
     # Nothing else went with it.
-    assert [p.number for p in repository.list_pages(db_session, other.id)] == [1]
-    assert repository.delete_comic(db_session, other.id) is None
+    assert [p.number for p in comics.list_pages(db_session, other.id)] == [1]
+    assert comics.delete_comic(db_session, other.id) is None
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
 def test_delete_comic_refuses_a_comic_still_at_work(db_session: Session, status: str) -> None:
     comic = new_comic(db_session) if status == "queued" else running_comic(db_session)
-    repository.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
+    comics.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
     called: list[uuid.UUID] = []
-    with pytest.raises(repository.InvalidTransition, match=f"cannot delete .* it is {status}"):
-        repository.delete_comic(db_session, comic.id, before_delete=called.append)
+    with pytest.raises(comics.InvalidTransition, match=f"cannot delete .* it is {status}"):
+        comics.delete_comic(db_session, comic.id, before_delete=called.append)
     assert called == []
     assert comic_exists(db_session, comic.id)
-    assert len(repository.list_pages(db_session, comic.id)) == 1
+    assert len(comics.list_pages(db_session, comic.id)) == 1
     # Cancelled, it may go.
-    repository.cancel_comic(db_session, comic.id)
-    repository.delete_comic(db_session, comic.id)
+    comics.cancel_comic(db_session, comic.id)
+    comics.delete_comic(db_session, comic.id)
     assert not comic_exists(db_session, comic.id)
 
 
 def test_delete_comic_keeps_everything_when_before_delete_fails(db_session: Session) -> None:
     comic = finished_comic(db_session, "completed")
-    repository.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
+    comics.upsert_page(db_session, comic.id, 1, "p1", 10, 10)
 
     def before_delete(comic_id: uuid.UUID) -> None:
         raise OSError("storage is read-only")
 
     with pytest.raises(OSError, match="read-only"):
-        repository.delete_comic(db_session, comic.id, before_delete=before_delete)
+        comics.delete_comic(db_session, comic.id, before_delete=before_delete)
     assert comic_exists(db_session, comic.id)
-    assert len(repository.list_pages(db_session, comic.id)) == 1
-    assert repository.delete_comic(db_session, comic.id, before_delete=lambda _: 1) == 1
+    assert len(comics.list_pages(db_session, comic.id)) == 1
+    assert comics.delete_comic(db_session, comic.id, before_delete=lambda _: 1) == 1
 
 
 def test_delete_comic_holds_the_row_until_it_is_gone(
@@ -342,26 +342,26 @@ def test_delete_comic_holds_the_row_until_it_is_gone(
 
             def before_delete(comic_id: uuid.UUID) -> None:
                 try:
-                    repository.reset_for_retry(other, comic_id)
+                    comics.reset_for_retry(other, comic_id)
                     outcome.append("retried")
                 except OperationalError as exc:  # the lock outlasts the statement timeout
                     other.rollback()
                     outcome.append(type(exc.orig).__name__)
 
-            repository.delete_comic(db_session, comic.id, before_delete=before_delete)
+            comics.delete_comic(db_session, comic.id, before_delete=before_delete)
             assert outcome == ["QueryCanceled"]
-            with pytest.raises(repository.ComicNotFound):
-                repository.reset_for_retry(other, comic.id)
+            with pytest.raises(comics.ComicNotFound):
+                comics.reset_for_retry(other, comic.id)
     finally:
         engine.dispose()
 
 
 def test_delete_comic_with_unknown_or_malformed_id(db_session: Session) -> None:
-    with pytest.raises(repository.ComicNotFound, match="does not exist"):
-        repository.delete_comic(db_session, uuid.uuid4())
-    with pytest.raises(repository.ComicNotFound, match="comic not-a-uuid does not exist"):
-        repository.delete_comic(db_session, "not-a-uuid")
-    assert repository.get_comic(db_session, new_comic(db_session).id) is not None
+    with pytest.raises(comics.ComicNotFound, match="does not exist"):
+        comics.delete_comic(db_session, uuid.uuid4())
+    with pytest.raises(comics.ComicNotFound, match="comic not-a-uuid does not exist"):
+        comics.delete_comic(db_session, "not-a-uuid")
+    assert comics.get_comic(db_session, new_comic(db_session).id) is not None
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -369,13 +369,11 @@ def test_delete_comic_with_unknown_or_malformed_id(db_session: Session) -> None:
 
 def test_upsert_page_is_idempotent(db_session: Session) -> None:
     comic = running_comic(db_session)
-    first = repository.upsert_page(db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200)
+    first = comics.upsert_page(db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200)
     for _ in range(3):
-        again = repository.upsert_page(
-            db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200
-        )
+        again = comics.upsert_page(db_session, comic.id, 1, "comics/x/pages/0001.png", 800, 1200)
         assert again.id == first.id
-    replaced = repository.upsert_page(db_session, comic.id, 1, "comics/x/pages/v2.png", 900, 1300)
+    replaced = comics.upsert_page(db_session, comic.id, 1, "comics/x/pages/v2.png", 900, 1300)
     assert replaced.id == first.id
     assert (replaced.storage_key, replaced.width, replaced.height) == (
         "comics/x/pages/v2.png",
@@ -391,22 +389,22 @@ def test_upsert_page_is_idempotent(db_session: Session) -> None:
 def test_list_pages_in_order_and_cascade_delete(db_session: Session) -> None:
     comic = running_comic(db_session)
     for number in (3, 1, 2):
-        repository.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
-    assert [p.number for p in repository.list_pages(db_session, comic.id)] == [1, 2, 3]
-    assert repository.list_pages(db_session, uuid.uuid4()) == []
+        comics.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
+    assert [p.number for p in comics.list_pages(db_session, comic.id)] == [1, 2, 3]
+    assert comics.list_pages(db_session, uuid.uuid4()) == []
     db_session.execute(text("DELETE FROM comics WHERE id = :id"), {"id": comic.id})
     db_session.commit()
-    assert repository.list_pages(db_session, comic.id) == []
+    assert comics.list_pages(db_session, comic.id) == []
 
 
 def test_upsert_page_for_unknown_comic_or_bad_size(db_session: Session) -> None:
-    with pytest.raises(repository.ComicNotFound):
-        repository.upsert_page(db_session, uuid.uuid4(), 1, "k", 10, 10)
+    with pytest.raises(comics.ComicNotFound):
+        comics.upsert_page(db_session, uuid.uuid4(), 1, "k", 10, 10)
     comic = running_comic(db_session)
     with pytest.raises(ValueError):
-        repository.upsert_page(db_session, comic.id, 1, "k", 0, 10)
+        comics.upsert_page(db_session, comic.id, 1, "k", 0, 10)
     # The session is still usable after the refused writes.
-    assert repository.upsert_page(db_session, comic.id, 1, "k", 10, 10).number == 1
+    assert comics.upsert_page(db_session, comic.id, 1, "k", 10, 10).number == 1
 
 
 # --- users ------------------------------------------------------------------------------
@@ -418,11 +416,11 @@ def unique_name(prefix: str) -> str:
 
 def test_user_password_is_argon2_hashed_and_verified(db_session: Session) -> None:
     name = unique_name("editor")
-    user = repository.create_user(db_session, name, "correct horse battery")
+    user = users.create_user(db_session, name, "correct horse battery")
     stored = db_session.scalars(select(User).where(User.id == user.id)).one()
     assert stored.password_hash.startswith("$argon2id$")
     assert "correct horse battery" not in stored.password_hash
-    verified = repository.verify_user(db_session, name, "correct horse battery")
+    verified = users.verify_user(db_session, name, "correct horse battery")
     assert verified is not None and verified.id == user.id
 
 
@@ -431,96 +429,96 @@ def test_user_password_is_argon2_hashed_and_verified(db_session: Session) -> Non
 )
 def test_wrong_password_is_refused(db_session: Session, attempt: str) -> None:
     name = unique_name("editor")
-    repository.create_user(db_session, name, "correct horse battery")
-    assert repository.verify_user(db_session, name, attempt) is None
+    users.create_user(db_session, name, "correct horse battery")
+    assert users.verify_user(db_session, name, attempt) is None
 
 
 def test_unknown_or_inactive_user_is_refused(db_session: Session) -> None:
-    assert repository.verify_user(db_session, unique_name("nobody"), "whatever123") is None
+    assert users.verify_user(db_session, unique_name("nobody"), "whatever123") is None
     name = unique_name("gone")
-    user = repository.create_user(db_session, name, "correct horse battery")
+    user = users.create_user(db_session, name, "correct horse battery")
     user.is_active = False
     db_session.commit()
-    assert repository.verify_user(db_session, name, "correct horse battery") is None
+    assert users.verify_user(db_session, name, "correct horse battery") is None
 
 
 def test_find_user_by_username(db_session: Session) -> None:
     name = unique_name("finder")
-    user = repository.create_user(db_session, name, "correct horse battery")
-    found = repository.find_user(db_session, f"  {name} ")
+    user = users.create_user(db_session, name, "correct horse battery")
+    found = users.find_user(db_session, f"  {name} ")
     assert found is not None and found.id == user.id
     user.is_active = False
     db_session.commit()
-    assert repository.find_user(db_session, name) is not None  # inactive users too
-    assert repository.find_user(db_session, unique_name("nobody")) is None
+    assert users.find_user(db_session, name) is not None  # inactive users too
+    assert users.find_user(db_session, unique_name("nobody")) is None
 
 
 def test_duplicate_username_and_bad_input(db_session: Session) -> None:
     name = unique_name("dup")
-    repository.create_user(db_session, name, "correct horse battery")
-    with pytest.raises(repository.UsernameTaken):
-        repository.create_user(db_session, name, "another password")
+    users.create_user(db_session, name, "correct horse battery")
+    with pytest.raises(users.UsernameTaken):
+        users.create_user(db_session, name, "another password")
     with pytest.raises(ValueError, match="at least 8"):
-        repository.create_user(db_session, unique_name("short"), "short")
+        users.create_user(db_session, unique_name("short"), "short")
     with pytest.raises(ValueError, match="username"):
-        repository.create_user(db_session, "has space", "correct horse battery")
+        users.create_user(db_session, "has space", "correct horse battery")
     # The refused duplicate did not break the session.
-    assert repository.verify_user(db_session, name, "correct horse battery") is not None
+    assert users.verify_user(db_session, name, "correct horse battery") is not None
 
 
 # --- API keys ---------------------------------------------------------------------------
 
 
 def test_api_key_is_stored_hashed_and_verified(db_session: Session) -> None:
-    created = repository.create_api_key(db_session, "partner")
+    created = api_keys.create_api_key(db_session, "partner")
     assert created.key.startswith(f"mph_{created.api_key.prefix}_")
     row = db_session.scalars(select(ApiKey).where(ApiKey.id == created.api_key.id)).one()
     assert row.key_hash == hashlib.sha256(created.key.encode()).hexdigest()
     secret_part = created.key.split("_", 2)[2]
     assert secret_part not in (row.key_hash, row.prefix, row.name)
     assert row.last_used_at is None
-    verified = repository.verify_api_key(db_session, created.key)
+    verified = api_keys.verify_api_key(db_session, created.key)
     assert verified is not None and verified.id == created.api_key.id
     assert verified.last_used_at is not None
 
 
 def test_wrong_malformed_or_revoked_api_key_is_refused(db_session: Session) -> None:
-    created = repository.create_api_key(db_session, "partner")
+    created = api_keys.create_api_key(db_session, "partner")
     tampered = created.key[:-1] + ("A" if created.key[-1] != "A" else "B")
-    assert repository.verify_api_key(db_session, tampered) is None
-    assert repository.verify_api_key(db_session, "") is None
-    assert repository.verify_api_key(db_session, "Bearer nonsense") is None
+    assert api_keys.verify_api_key(db_session, tampered) is None
+    assert api_keys.verify_api_key(db_session, "") is None
+    assert api_keys.verify_api_key(db_session, "Bearer nonsense") is None
     other_prefix = f"mph_{'0' * 12}_{created.key.split('_', 2)[2]}"
-    assert repository.verify_api_key(db_session, other_prefix) is None
-    repository.revoke_api_key(db_session, created.api_key.id)
-    assert repository.verify_api_key(db_session, created.key) is None
-    with pytest.raises(repository.ApiKeyNotFound):
-        repository.revoke_api_key(db_session, uuid.uuid4())
+    assert api_keys.verify_api_key(db_session, other_prefix) is None
+    api_keys.revoke_api_key(db_session, created.api_key.id)
+    assert api_keys.verify_api_key(db_session, created.key) is None
+    with pytest.raises(api_keys.ApiKeyNotFound):
+        api_keys.revoke_api_key(db_session, uuid.uuid4())
 
 
 def test_revoke_api_keys_named_revokes_every_active_key_of_that_name(
     db_session: Session,
 ) -> None:
     name = unique_name("deploy")
-    first, second, earlier = (repository.create_api_key(db_session, name) for _ in range(3))
-    other = repository.create_api_key(db_session, unique_name("other"))
-    revoked_before = repository.revoke_api_key(db_session, earlier.api_key.id).revoked_at
+    first, second, earlier = (api_keys.create_api_key(db_session, name) for _ in range(3))
+    other = api_keys.create_api_key(db_session, unique_name("other"))
+    revoked_before = api_keys.revoke_api_key(db_session, earlier.api_key.id).revoked_at
 
-    revoked = repository.revoke_api_keys_named(db_session, f" {name} ")
+    revoked = api_keys.revoke_api_keys_named(db_session, f" {name} ")
     assert [key.id for key in revoked] == [first.api_key.id, second.api_key.id]
     assert all(key.revoked_at is not None and not key.is_active for key in revoked)
     for created in (first, second, earlier):
-        assert repository.verify_api_key(db_session, created.key) is None
-    assert repository.verify_api_key(db_session, other.key) is not None
+        assert api_keys.verify_api_key(db_session, created.key) is None
+    assert api_keys.verify_api_key(db_session, other.key) is not None
     db_session.expire_all()
     stored = db_session.get(ApiKey, earlier.api_key.id)
     assert stored is not None and stored.revoked_at == revoked_before
 
-    assert repository.revoke_api_keys_named(db_session, name) == []
-    assert repository.revoke_api_keys_named(db_session, unique_name("nobody")) == []
+    assert api_keys.revoke_api_keys_named(db_session, name) == []
+    assert api_keys.revoke_api_keys_named(db_session, unique_name("nobody")) == []
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101])
 def test_revoke_api_keys_named_refuses_a_bad_name(db_session: Session, name: str) -> None:
     with pytest.raises(ValueError, match="API key name must be 1-100 characters"):
-        repository.revoke_api_keys_named(db_session, name)
+        api_keys.revoke_api_keys_named(db_session, name)

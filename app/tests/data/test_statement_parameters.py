@@ -8,7 +8,7 @@ import json
 import uuid
 
 import pytest
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.session import make_engine, make_sessionmaker
 from morpheus.logging import configure_logging, get_logger
 from sqlalchemy.exc import DataError
@@ -22,7 +22,7 @@ def test_a_failed_insert_does_not_carry_the_novel_or_the_client(database_url: st
     try:
         with pytest.raises(DataError) as caught:
             # Past the request models' checks: what PostgreSQL itself refuses.
-            repository.create_comic(
+            comics.create_comic(
                 session, title="Nul\x00title", source_text=novel, client_addr=address
             )
         session.rollback()

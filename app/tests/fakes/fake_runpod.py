@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from morpheus.pipeline.segment import Panel
-from morpheus.providers.local import LocalProvider, to_png
+from morpheus.pipeline.script import Panel
+from morpheus.providers.canvas import to_png
+from morpheus.providers.local import LocalProvider
 
 TEST_API_KEY = "test-only-runpod-key"
 TEST_ENDPOINT_ID = "fake-endpoint"

@@ -33,7 +33,8 @@ from morpheus.pipeline.package import (
     write_cbz,
     write_pdf,
 )
-from morpheus.pipeline.segment import Balloon, Panel, segment
+from morpheus.pipeline.script import Balloon, Panel
+from morpheus.pipeline.segment import segment
 from morpheus.providers.local import LocalProvider
 from PIL import Image, ImageStat
 

@@ -4,14 +4,8 @@ deterministic output."""
 from __future__ import annotations
 
 import pytest
-from morpheus.pipeline.segment import (
-    BALLOON_MAX_CHARS,
-    CAPTION_MAX_CHARS,
-    Balloon,
-    Panel,
-    detect_setting,
-    segment,
-)
+from morpheus.pipeline.script import Balloon, Panel
+from morpheus.pipeline.segment import BALLOON_MAX_CHARS, CAPTION_MAX_CHARS, detect_setting, segment
 
 # --- chapters ---------------------------------------------------------------------------
 

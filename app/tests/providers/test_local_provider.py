@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import pytest
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled, StopFlag
-from morpheus.pipeline.segment import Balloon, Panel, segment
+from morpheus.pipeline.script import Balloon, Panel
+from morpheus.pipeline.segment import segment
 from morpheus.providers import LocalProvider, get_provider
-from morpheus.providers.local import CAPTION_FILL, FONT_DIR
+from morpheus.providers.lettering import CAPTION_FILL, FONT_DIR
 from morpheus.settings import Settings
 from PIL import Image, ImageChops, ImageStat
 

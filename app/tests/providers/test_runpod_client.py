@@ -17,7 +17,7 @@ import pytest
 from fakes.fake_runpod import TEST_API_KEY, FakeRunPod
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled, StopFlag
-from morpheus.pipeline.segment import Balloon, Panel
+from morpheus.pipeline.script import Balloon, Panel
 from morpheus.providers import ProviderError, get_provider
 from morpheus.providers.breaker import CircuitBreaker, State
 from morpheus.providers.local import LocalProvider

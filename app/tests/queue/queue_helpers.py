@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as redis
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.models import Comic
 from morpheus.db.session import session_scope
 from morpheus.pipeline.segment import segment
@@ -159,7 +159,7 @@ SMALL_OPTIONS = {"panel_width": 80, "panel_height": 60, "page_width": 124, "page
 def create_tiny_comic(settings: Settings, title: str = "The Harbour") -> str:
     """A queued comic of the tiny novel; returns its id."""
     with session_scope(settings) as session:
-        comic = repository.create_comic(
+        comic = comics.create_comic(
             session, title=title, source_text=TINY_NOVEL, options=SMALL_OPTIONS
         )
         return str(comic.id)
@@ -167,7 +167,7 @@ def create_tiny_comic(settings: Settings, title: str = "The Harbour") -> str:
 
 def load_comic(settings: Settings, comic_id: str) -> Comic:
     with session_scope(settings) as session:
-        comic = repository.get_comic(session, comic_id)
+        comic = comics.get_comic(session, comic_id)
         assert comic is not None
         return comic
 
@@ -176,7 +176,7 @@ def load_pages(settings: Settings, comic_id: str) -> list[tuple[int, str, int, i
     with session_scope(settings) as session:
         return [
             (page.number, page.storage_key, page.width, page.height)
-            for page in repository.list_pages(session, comic_id)
+            for page in comics.list_pages(session, comic_id)
         ]
 
 

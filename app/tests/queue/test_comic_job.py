@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 from bullmq.custom_errors import UnrecoverableError
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
@@ -116,7 +116,7 @@ async def cancel_while_rendering(settings: Settings) -> str:
         what="rendering to be under way",
     )
     with session_scope(settings) as session:
-        repository.cancel_comic(session, comic_id)
+        comics.cancel_comic(session, comic_id)
     assert await asyncio.wait_for(job, 10) == "cancelled"
     return comic_id
 
@@ -148,7 +148,7 @@ async def test_missing_comic_and_bad_options_are_unrecoverable(queue_settings: S
         await run_comic(queue_settings, str(uuid.uuid4()))
 
     with session_scope(queue_settings) as session:
-        comic = repository.create_comic(
+        comic = comics.create_comic(
             session, title="Bad", source_text="Some words.", options={"panel_width": 10**6}
         )
     with pytest.raises(UnrecoverableError, match="panel_width"):

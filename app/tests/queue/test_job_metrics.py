@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import redis.asyncio as redis
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
@@ -80,7 +80,7 @@ class FaultyComicJob(ComicJob):
 def cancelled_comic(settings: Settings) -> str:
     comic_id = create_tiny_comic(settings, "Never Drawn")
     with session_scope(settings) as session:
-        repository.cancel_comic(session, uuid.UUID(comic_id))
+        comics.cancel_comic(session, uuid.UUID(comic_id))
     return comic_id
 
 

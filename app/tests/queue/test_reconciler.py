@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 from bullmq.custom_errors import UnrecoverableError
-from morpheus.db import repository, schema
+from morpheus.db import comics, schema
 from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings, SettingsError, load_settings
@@ -80,7 +80,7 @@ def set_status(settings: Settings, comic_id: str, status: str) -> None:
 
 def start(settings: Settings, comic_id: str) -> None:
     with session_scope(settings) as session:
-        repository.start_comic(session, comic_id)
+        comics.start_comic(session, comic_id)
 
 
 async def lose_the_queue(client: redis.Redis, settings: Settings) -> None:

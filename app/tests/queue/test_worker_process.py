@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as redis
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
 from morpheus.settings import Settings
@@ -253,7 +253,7 @@ A4_PAGES = {"panel_width": 160, "panel_height": 120, "page_width": 1240, "page_h
 
 def _create_comic(settings: Settings, text: str, options: dict[str, int]) -> str:
     with session_scope(settings) as session:
-        comic = repository.create_comic(
+        comic = comics.create_comic(
             session, title="The Long Harbour", source_text=text, options=options
         )
         return str(comic.id)

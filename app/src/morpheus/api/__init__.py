@@ -1,5 +1,2 @@
-"""The HTTP side of Morpheus: the JSON API and the host-routed application."""
-
-from morpheus.api.app import AppConfigError, create_app
-
-__all__ = ["AppConfigError", "create_app"]
+"""The JSON API for programmatic clients: its routes, API keys and error shape; and the
+health routes and middleware the application (:mod:`morpheus.app`) wraps every site in."""

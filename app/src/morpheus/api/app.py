@@ -1,82 +1,30 @@
-"""The application factory: one ASGI app serving three sites by host name.
-
-``api_host`` answers the JSON API, ``storefront_host`` the readers' site and
-``dashboard_host`` the operators' dashboard. ``/health/*`` answer on every host name,
-``/metrics`` only on names that are not public (Prometheus scrapes the instance
-directly). Any other request for an unknown host name gets 404.
-
-A database that cannot answer (down, restarting, out of pooled connections) is a 503 with
-``Retry-After`` on every site: JSON on the API, an HTML page on the storefront and the
-dashboard; never a 500.
-"""
+"""The JSON API's application: its routes, its one error shape (JSON
+``{"detail": ...}``, 503 with ``Retry-After`` for a database that cannot answer) and
+CORS for the two sites' pages. Mounted on ``api_host`` by :mod:`morpheus.app`."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Host
-from starlette.staticfiles import StaticFiles
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from morpheus import __version__
-from morpheus.api import comics, health
-from morpheus.api.context import AppContext
+from morpheus.api import comics
 from morpheus.api.errors import method_not_allowed, validation_error
-from morpheus.api.metrics import MetricsMiddleware
-from morpheus.api.middleware import (
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-    trusted_proxy_list,
-)
-from morpheus.api.observability import init_sentry
-from morpheus.api.ratelimit import AccountLockout
-from morpheus.api.services import (
+from morpheus.db.session import database_unavailable
+from morpheus.logging import get_logger
+from morpheus.services.context import AppContext
+from morpheus.services.errors import (
     DATABASE_RETRY_AFTER_SECONDS,
     DATABASE_UNAVAILABLE_MESSAGE,
     ServiceError,
 )
-from morpheus.db.session import database_unavailable
-from morpheus.logging import configure_logging, get_logger
 from morpheus.settings import Settings
-from morpheus.web import dashboard, storefront
-from morpheus.web.csrf import FormTokens
-from morpheus.web.pages import install_error_pages, login_required_page, sessions_unavailable_page
-from morpheus.web.session import SessionStore, SessionsUnavailable, session_prefix
-from morpheus.web.templating import STATIC_DIR
 
 log = get_logger(__name__)
-
-
-class AppConfigError(RuntimeError):
-    """The settings cannot make a working application; the message says which."""
-
-
-def _check(settings: object) -> Settings:
-    if not isinstance(settings, Settings):
-        raise AppConfigError(
-            "create_app needs a morpheus.settings.Settings (use morpheus.settings.get_settings())"
-        )
-    hosts = {
-        "MORPHEUS_STOREFRONT_HOST": settings.storefront_host,
-        "MORPHEUS_DASHBOARD_HOST": settings.dashboard_host,
-        "MORPHEUS_API_HOST": settings.api_host,
-    }
-    for name, value in hosts.items():
-        if not value or "/" in value or ":" in value or value != value.strip():
-            raise AppConfigError(f"{name} must be a bare host name, got {value!r}")
-    if len({value.lower() for value in hosts.values()}) != len(hosts):
-        raise AppConfigError(
-            "MORPHEUS_STOREFRONT_HOST, MORPHEUS_DASHBOARD_HOST and MORPHEUS_API_HOST must differ"
-        )
-    return settings
 
 
 def cors_origins(settings: Settings) -> list[str]:
@@ -89,7 +37,8 @@ def cors_origins(settings: Settings) -> list[str]:
     return origins
 
 
-def _api_app(context: AppContext) -> FastAPI:
+def api_app(context: AppContext) -> FastAPI:
+    """The JSON API, answering on ``api_host``."""
     app = FastAPI(
         title="Morpheus API",
         version=__version__,
@@ -139,75 +88,4 @@ def _api_app(context: AppContext) -> FastAPI:
         allow_credentials=False,
         max_age=600,
     )
-    return app
-
-
-def _site_app(name: str, context: AppContext) -> FastAPI:
-    app = FastAPI(title=f"Morpheus {name}", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.site = name
-    app.state.context = context
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    install_error_pages(app)
-    return app
-
-
-def create_app(settings: Settings) -> FastAPI:
-    """Build the application for ``settings``; raises :class:`AppConfigError` when unusable."""
-    settings = _check(settings)
-    configure_logging(settings.log_level)
-    sentry_on = init_sentry(settings)
-    context = AppContext.build(settings)
-
-    api = _api_app(context)
-
-    shop = _site_app("storefront", context)
-    shop.state.form_tokens = FormTokens(settings.secret_key.get_secret_value())
-    shop.include_router(storefront.router)
-
-    desk = _site_app("dashboard", context)
-    desk.state.sessions = SessionStore(
-        context.redis, session_prefix(settings), settings.secret_key.get_secret_value()
-    )
-    desk.state.lockout = AccountLockout(
-        context.redis,
-        f"morpheus:{settings.queue_name}:lockout",
-        enabled=settings.rate_limit_enabled,
-    )
-    desk.include_router(dashboard.router)
-    desk.add_exception_handler(dashboard.LoginRequired, login_required_page)
-    desk.add_exception_handler(SessionsUnavailable, sessions_unavailable_page)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        log.info("starting", version=__version__, release_id=settings.release_id)
-        yield
-        await context.close()
-        log.info("stopped")
-
-    app = FastAPI(
-        title="Morpheus",
-        version=__version__,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        lifespan=lifespan,
-    )
-    app.state.site = "root"
-    app.state.context = context
-    app.state.settings = settings
-    app.include_router(health.router)
-    app.router.routes.append(Host(settings.api_host, app=api, name="api"))
-    app.router.routes.append(Host(settings.storefront_host, app=shop, name="storefront"))
-    app.router.routes.append(Host(settings.dashboard_host, app=desk, name="dashboard"))
-
-    # Each add wraps the previous ones: the request id must exist before anything logs, and
-    # the client address must be settled (trusted proxies) before rate limits see it.
-    if sentry_on:
-        app.add_middleware(SentryAsgiMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)
-    trusted = trusted_proxy_list(settings.trusted_proxies)
-    if trusted:
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
     return app

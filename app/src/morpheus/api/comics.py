@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -10,13 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from morpheus.api import services
-from morpheus.api.auth import limit_submissions, require_api_key
-from morpheus.api.context import AppContext, get_context
+from morpheus.api.auth import require_api_key
 from morpheus.api.errors import error_responses
-from morpheus.api.submissions import ComicRequest, read_submission
+from morpheus.db.idempotency_keys import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
 from morpheus.db.models import ApiKey, Comic, ComicStatus
-from morpheus.db.repository import IDEMPOTENCY_KEY_RE, MAX_IDEMPOTENCY_KEY_LENGTH
+from morpheus.services.comics import archive, cancel_comic, get_comic, page_image
+from morpheus.services.context import AppContext, get_context
+from morpheus.services.request_limits import limit_submissions
+from morpheus.services.responses import binary_response
+from morpheus.services.submission import Submission, check_idempotency_key, submit_comic
+from morpheus.services.uploads import ComicRequest, read_submission
 
 # Every operation may answer these; each adds its own (404, 409, ...).
 router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_responses(401, 429, 503))
@@ -24,7 +26,6 @@ router = APIRouter(prefix="/v1/comics", tags=["comics"], responses=error_respons
 Context = Annotated[AppContext, Depends(get_context)]
 Key = Annotated[ApiKey, Depends(require_api_key)]
 
-PAGE_CACHE_CONTROL = "private, max-age=86400"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # Set on the answer to a repeated submission (the first one's answer, nothing new made).
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -90,15 +91,6 @@ def status_body(comic: Comic, page_numbers: list[int]) -> ComicStatusOut:
             cbz=f"{base}.cbz" if done else None,
         ),
     )
-
-
-def binary_response(request: Request, data: bytes, media_type: str, **headers: str) -> Response:
-    """Bytes with an ETag; answers 304 when the client already has them."""
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    common = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL, **headers}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=common)
-    return Response(content=data, media_type=media_type, headers=common)
 
 
 def self_contained_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -202,11 +194,11 @@ async def submit(request: Request, response: Response, ctx: Context, api_key: Ke
     await limit_submissions(ctx, request, f"key:{api_key.id}")
     key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if key is not None:
-        services.check_idempotency_key(key)
+        check_idempotency_key(key)
     upload = await read_submission(request, ctx.settings.max_upload_bytes)
-    submitted = await services.submit_comic(
+    submitted = await submit_comic(
         ctx,
-        services.Submission(
+        Submission(
             title=upload.title,
             data=upload.data,
             filename=upload.filename,
@@ -227,14 +219,14 @@ async def submit(request: Request, response: Response, ctx: Context, api_key: Ke
 
 @router.get("/{comic_id:uuid}.pdf", response_class=Response, responses=STATE_ERRORS)
 async def pdf(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
-    data = await services.archive(ctx, str(comic_id), "pdf", api_key)
+    data = await archive(ctx, str(comic_id), "pdf", api_key)
     disposition = f'attachment; filename="comic-{comic_id}.pdf"'
     return binary_response(request, data, "application/pdf", **{"Content-Disposition": disposition})
 
 
 @router.get("/{comic_id:uuid}.cbz", response_class=Response, responses=STATE_ERRORS)
 async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key) -> Response:
-    data = await services.archive(ctx, str(comic_id), "cbz", api_key)
+    data = await archive(ctx, str(comic_id), "cbz", api_key)
     disposition = f'attachment; filename="comic-{comic_id}.cbz"'
     return binary_response(
         request, data, "application/vnd.comicbook+zip", **{"Content-Disposition": disposition}
@@ -243,7 +235,7 @@ async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key)
 
 @router.get("/{comic_id:uuid}", response_model=ComicStatusOut, responses=COMIC_ERRORS)
 async def status(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> ComicStatusOut:
-    view = await services.get_comic(ctx, str(comic_id), api_key)
+    view = await get_comic(ctx, str(comic_id), api_key)
     return status_body(view.comic, [page.number for page in view.pages])
 
 
@@ -251,12 +243,12 @@ async def status(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> ComicStatus
 async def page(
     comic_id: uuid.UUID, number: int, request: Request, ctx: Context, api_key: Key
 ) -> Response:
-    data = await services.page_image(ctx, str(comic_id), number, api_key)
+    data = await page_image(ctx, str(comic_id), number, api_key)
     return binary_response(request, data, "image/png")
 
 
 async def _cancel(comic_id: uuid.UUID, ctx: AppContext, api_key: ApiKey) -> dict[str, Any]:
-    comic = await services.cancel_comic(ctx, str(comic_id), api_key)
+    comic = await cancel_comic(ctx, str(comic_id), api_key)
     return {"id": str(comic.id), "status": comic.status, "status_url": comic_url(comic.id)}
 
 

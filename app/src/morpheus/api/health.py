@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 
 from morpheus import __version__
 from morpheus.api.checks import check_postgres, check_redis
-from morpheus.api.context import AppContext, get_context
 from morpheus.api.metrics import render_metrics
 from morpheus.logging import get_logger
 from morpheus.queue.metrics import refresh_queue_gauges
+from morpheus.services.context import AppContext, get_context
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Prometheus metrics: HTTP request counts and latency, and the exposition.
 
 The HTTP metrics live in the process-wide default registry, beside the pipeline,
-provider and worker metrics that other modules define there. When Gunicorn runs several
+provider, worker and rate-limit metrics that other modules define there. When Gunicorn runs several
 workers, ``PROMETHEUS_MULTIPROC_DIR`` is set and :func:`render_metrics` aggregates the
 files all processes write (prometheus-client's multiprocess mode), plus the queue's
 figures, which the process serving the scrape has just read from Redis
@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Imported for their metrics, so that they are registered (and exposed) in every process.
 import morpheus.providers.metrics
 import morpheus.queue.metrics
+import morpheus.services.request_limits
 import morpheus.storage
 import morpheus.worker.metrics  # noqa: F401
 from morpheus.api.middleware import route_template, site_name
@@ -42,11 +43,6 @@ HTTP_LATENCY = Histogram(
     "Time to answer an HTTP request, by site, method and route template.",
     ["site", "method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
-RATE_LIMITED = Counter(
-    "morpheus_http_rate_limited_total",
-    "Requests refused with 429, by site and limit.",
-    ["site", "limit"],
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

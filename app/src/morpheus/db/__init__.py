@@ -1,4 +1,5 @@
-"""Persistence: models, engines/sessions, repository functions and schema migrations."""
+"""Persistence: models, engines/sessions, one module of functions per aggregate (comics
+and their pages, idempotency keys, users, API keys) and schema migrations."""
 
 from morpheus.db.models import (
     ApiKey,

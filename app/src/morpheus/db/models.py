@@ -106,7 +106,7 @@ class Comic(Base):
     options: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
-    # The whole novel: loaded only when asked for (repository.get_comic(with_source=True)).
+    # The whole novel: loaded only when asked for (comics.get_comic(with_source=True)).
     source_text: Mapped[str] = mapped_column(Text, deferred=True)
     word_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(

@@ -16,15 +16,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageOps
 
 from morpheus import cancellation
-from morpheus.pipeline.segment import Panel
-from morpheus.providers.local import (
-    BALLOON_FONT,
-    CAPTION_FONT,
-    INK,
-    PAPER,
-    PNG_COMPRESS_LEVEL,
-    font,
-)
+from morpheus.pipeline.script import Panel
+from morpheus.providers.canvas import INK, PAPER, PNG_COMPRESS_LEVEL
+from morpheus.providers.lettering import BALLOON_FONT, CAPTION_FONT, font
 
 PAGE_WIDTH = 1240  # A4 at 150 dpi
 PAGE_HEIGHT = 1754

@@ -10,7 +10,7 @@ while each member is decompressed, in bounded chunks, so a member whose header l
 caught at the chunk that crosses the line. Every XML document (container, package
 document, XHTML) is parsed with defusedxml: entity declarations, DTD internal subsets and
 external references are refused whatever the document's encoding. These functions bound
-memory and size; the caller bounds time (see ``morpheus.api.extraction``).
+memory and size; the caller bounds time (see ``morpheus.services.extraction``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Panel providers: something that turns a :class:`~morpheus.pipeline.segment.Panel`
+"""Panel providers: something that turns a :class:`~morpheus.pipeline.script.Panel`
 into a PNG. ``local`` draws with Pillow; ``runpod`` asks a RunPod serverless endpoint."""
 
 from __future__ import annotations

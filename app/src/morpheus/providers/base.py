@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 
 
 class ProviderError(Exception):

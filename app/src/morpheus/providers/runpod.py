@@ -18,8 +18,9 @@ The API key goes only into the ``Authorization`` header and is never logged.
 Waits (backoff, polling) end early when the job's stop flag is set
 (:mod:`morpheus.cancellation`); a job we stop waiting for is cancelled on RunPod.
 
-The endpoint draws the art; captions and balloons are lettered here, with the local
-provider's lettering, so the text in a panel is always exactly the novel's.
+The endpoint draws the art; captions and balloons are lettered here, with the lettering
+the local provider uses too (:mod:`morpheus.providers.lettering`), so the text in a panel
+is always exactly the novel's.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from morpheus import cancellation
 from morpheus.cancellation import Cancelled
-from morpheus.pipeline.segment import Panel
+from morpheus.pipeline.script import Panel
 from morpheus.providers.base import ProviderError
 from morpheus.providers.breaker import CircuitBreaker, CircuitOpenError
-from morpheus.providers.local import letter, to_png
+from morpheus.providers.canvas import to_png
+from morpheus.providers.lettering import letter
 from morpheus.providers.metrics import observe
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ What the port lacks, and where this project adds it:
   from ``active`` back to ``wait`` with BullMQ's own ``moveJobFromActiveToWait`` script
   (shipped in the package but not exposed by its Python API), so another worker takes it
   at once instead of after a lock expiry and a stalled check that would count it as stalled;
-- the final failed state in PostgreSQL (``repository.fail_comic``): the worker decides,
-  with the same rule BullMQ applies (``attemptsMade + 1 >= attempts``), that an attempt is
-  the last one; a job that BullMQ's stalled check fails (its workers died more than
-  ``worker_max_stalled_count`` times) is recorded from the worker's ``failed`` event;
+- the final failed state in PostgreSQL (``morpheus.db.comics.fail_comic``): the worker
+  decides, with the same rule BullMQ applies (``attemptsMade + 1 >= attempts``), that an
+  attempt is the last one; a job that BullMQ's stalled check fails (its workers died more
+  than ``worker_max_stalled_count`` times) is recorded from the worker's ``failed`` event;
 - Prometheus figures (:mod:`morpheus.queue.metrics`, :mod:`morpheus.worker.metrics`);
 - a heartbeat per worker (:mod:`morpheus.worker.heartbeat`): Redis keys with a TTL. The
   port has ``Queue.get_workers`` (``CLIENT LIST``), but an open connection says nothing about

@@ -94,8 +94,8 @@ async def cancel_comic(settings: Settings, comic_id: str) -> bool:
     """Remove the comic's job if no worker holds it (waiting, delayed, failed, completed).
 
     Returns True when a job was removed. An active job is locked by its worker and stays:
-    the worker sees the cancelled status in PostgreSQL (``repository.cancel_comic``) at its
-    next step and stops.
+    the worker sees the cancelled status in PostgreSQL
+    (``morpheus.db.comics.cancel_comic``) at its next step and stops.
     """
     comic_id = job_id(comic_id)
     async with open_queue(settings) as queue:

@@ -10,25 +10,25 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from morpheus.api import services
-from morpheus.api.auth import (
+from morpheus.db.models import User
+from morpheus.services.accounts import active_user, authenticate_user, set_password
+from morpheus.services.comics import OPERATOR, cancel_comic, get_comic, list_comics, retry_comic
+from morpheus.services.context import AppContext, get_context
+from morpheus.services.overview import queue_overview
+from morpheus.services.ratelimit import AccountLockout, Lockout
+from morpheus.services.request_limits import (
     MINUTE,
     client_address,
     enforce_limit,
     fail_closed,
     limit_by_address,
 )
-from morpheus.api.context import AppContext, get_context
-from morpheus.api.ratelimit import AccountLockout, Lockout
-from morpheus.api.submissions import limited_receive
-from morpheus.db import repository
-from morpheus.db.models import User
+from morpheus.services.sessions import Session, SessionStore, csrf_matches, password_mark
+from morpheus.services.uploads import limited_receive
 from morpheus.web.csrf import DASHBOARD_CROSS_SITE_MESSAGE, cross_site
 from morpheus.web.pages import render
-from morpheus.web.session import Session, SessionStore, csrf_matches, password_mark
 
 router = APIRouter(dependencies=[Depends(limit_by_address)])
 
@@ -108,12 +108,17 @@ class LoginRequired(Exception):
     """No logged-in operator: answered with the login form and status 401."""
 
 
+async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
+    """401 with the login form (no data of the page that was asked for)."""
+    return login_page(request, await load_session(request), status_code=401)
+
+
 async def require_operator(request: Request, ctx: Context, session: SessionDep) -> User:
     """The session's user, while the user is active and its password unchanged since
     login (a session that fails either is ended)."""
     if session.user_id is None or session.handle is None:
         raise LoginRequired
-    user = await services.active_user(ctx, session.user_id)
+    user = await active_user(ctx, session.user_id)
     if user is None or password_mark(user) != session.password_mark:
         await store(request).end(session.handle)
         raise LoginRequired
@@ -166,7 +171,7 @@ async def check_password(
     if locked.locked:
         return None, Refused.of(locked)
     try:
-        user = await services.authenticate_user(ctx, username, password) if username else None
+        user = await authenticate_user(ctx, username, password) if username else None
     except Exception:  # the database did not answer: not a failed login
         await account.abandoned(username)
         raise
@@ -238,10 +243,10 @@ async def jobs(
     ] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
-    comics, total = await services.list_comics(
+    comics, total = await list_comics(
         ctx, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, status=status
     )
-    counts, workers = await services.queue_overview(ctx)
+    counts, workers = await queue_overview(ctx)
     return render(
         request,
         "dashboard/jobs.html",
@@ -266,7 +271,7 @@ async def jobs(
 async def detail(
     comic_id: uuid.UUID, request: Request, ctx: Context, session: SessionDep, user: Operator
 ) -> HTMLResponse:
-    view = await services.get_comic(ctx, str(comic_id), services.OPERATOR)
+    view = await get_comic(ctx, str(comic_id), OPERATOR)
     return render(
         request,
         "dashboard/comic.html",
@@ -288,7 +293,7 @@ async def retry(
     user: Operator,
     form: Annotated[FormData, Depends(checked_form)],
 ) -> Response:
-    await services.retry_comic(ctx, str(comic_id))
+    await retry_comic(ctx, str(comic_id))
     return RedirectResponse(f"/comics/{comic_id}?notice=retried", status_code=303)
 
 
@@ -299,7 +304,7 @@ async def cancel(
     user: Operator,
     form: Annotated[FormData, Depends(checked_form)],
 ) -> Response:
-    await services.cancel_comic(ctx, str(comic_id), services.OPERATOR)
+    await cancel_comic(ctx, str(comic_id), OPERATOR)
     return RedirectResponse(f"/comics/{comic_id}?notice=cancelled", status_code=303)
 
 
@@ -360,14 +365,6 @@ def password_page(
     )
 
 
-async def _set_password(ctx: AppContext, username: str, password: str) -> User:
-    def change() -> User:
-        with ctx.sessions() as db:
-            return repository.set_user_password(db, username, password)
-
-    return await run_in_threadpool(change)
-
-
 @router.get("/account/password", response_class=HTMLResponse)
 async def password_form(request: Request, session: SessionDep, user: Operator) -> HTMLResponse:
     return password_page(request, session, user)
@@ -399,7 +396,7 @@ async def change_password(
             request, session, user, error="The current password is not right.", status_code=400
         )
     try:
-        changed = await _set_password(ctx, user.username, new)
+        changed = await set_password(ctx, user.username, new)
     except ValueError as exc:
         return password_page(request, session, user, error=f"The new {exc}.", status_code=400)
     response = RedirectResponse("/?notice=password-changed", status_code=303)

@@ -11,13 +11,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from morpheus.api.services import (
+from morpheus.db.session import database_unavailable
+from morpheus.logging import get_logger
+from morpheus.services.errors import (
     DATABASE_RETRY_AFTER_SECONDS,
     DATABASE_UNAVAILABLE_MESSAGE,
     ServiceError,
 )
-from morpheus.db.session import database_unavailable
-from morpheus.logging import get_logger
 from morpheus.web.templating import make_templates
 
 log = get_logger(__name__)
@@ -100,13 +100,6 @@ def install_error_pages(app: FastAPI) -> None:
 
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeoutError, database_error)
-
-
-async def login_required_page(request: Request, exc: Exception) -> HTMLResponse:
-    """401 with the login form (no data of the page that was asked for)."""
-    from morpheus.web.dashboard import load_session, login_page
-
-    return login_page(request, await load_session(request), status_code=401)
 
 
 # Redis restarts in seconds, as for a limit that cannot be checked.

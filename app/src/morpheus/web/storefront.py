@@ -15,12 +15,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from morpheus.api import services
-from morpheus.api.auth import client_address, limit_by_address, limit_submissions
-from morpheus.api.comics import binary_response
-from morpheus.api.context import AppContext, get_context
-from morpheus.api.submissions import read_submission
 from morpheus.db.models import ComicStatus
+from morpheus.services import comics
+from morpheus.services.context import AppContext, get_context
+from morpheus.services.errors import KeyReused, NotFound, ServiceError
+from morpheus.services.request_limits import client_address, limit_by_address, limit_submissions
+from morpheus.services.responses import binary_response
+from morpheus.services.submission import Submission, submit_comic
+from morpheus.services.uploads import read_submission
 from morpheus.web.csrf import CROSS_SITE_MESSAGE, FormTokens, cross_site
 from morpheus.web.pages import render
 
@@ -100,9 +102,9 @@ async def submit(request: Request, ctx: Context) -> Response:
                 status_code=403,
                 values=_kept(upload.fields),
             )
-        submitted = await services.submit_comic(
+        submitted = await submit_comic(
             ctx,
-            services.Submission(
+            Submission(
                 title=upload.title,
                 data=upload.data,
                 filename=upload.filename,
@@ -112,16 +114,16 @@ async def submit(request: Request, ctx: Context) -> Response:
                 idempotency_key=upload.form_token,
             ),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         kept = _kept(dict(upload.fields if upload is not None else exc.fields))
-        message = FORM_REUSED_MESSAGE if isinstance(exc, services.KeyReused) else exc.message
+        message = FORM_REUSED_MESSAGE if isinstance(exc, KeyReused) else exc.message
         return form_page(request, ctx, error=message, status_code=exc.status_code, values=kept)
     return RedirectResponse(f"/comics/{submitted.comic.id}", status_code=303)
 
 
 @router.get("/comics/{comic_id:uuid}", response_class=HTMLResponse)
 async def status(comic_id: uuid.UUID, request: Request, ctx: Context) -> HTMLResponse:
-    view = await services.get_comic(ctx, str(comic_id))
+    view = await comics.get_comic(ctx, str(comic_id))
     comic = view.comic
     in_progress = comic.status in (ComicStatus.QUEUED.value, ComicStatus.RUNNING.value)
     return render(
@@ -139,12 +141,12 @@ async def status(comic_id: uuid.UUID, request: Request, ctx: Context) -> HTMLRes
 
 @router.get("/comics/{comic_id:uuid}/read/{number:int}", response_class=HTMLResponse)
 async def read(comic_id: uuid.UUID, number: int, request: Request, ctx: Context) -> HTMLResponse:
-    view = await services.get_comic(ctx, str(comic_id))
+    view = await comics.get_comic(ctx, str(comic_id))
     if view.comic.status != ComicStatus.COMPLETED.value:
         return RedirectResponse(f"/comics/{comic_id}", status_code=303)  # type: ignore[return-value]
     numbers = sorted(page.number for page in view.pages)
     if number not in numbers:
-        raise services.NotFound(f"This comic has no page {number}.")
+        raise NotFound(f"This comic has no page {number}.")
     position = numbers.index(number)
     page = next(p for p in view.pages if p.number == number)
     return render(
@@ -163,7 +165,7 @@ async def read(comic_id: uuid.UUID, number: int, request: Request, ctx: Context)
 
 @router.get("/comics/{comic_id:uuid}/pages/{number:int}.png", response_class=Response)
 async def page_image(comic_id: uuid.UUID, number: int, request: Request, ctx: Context) -> Response:
-    data = await services.page_image(ctx, str(comic_id), number)
+    data = await comics.page_image(ctx, str(comic_id), number)
     return binary_response(request, data, "image/png")
 
 
@@ -171,7 +173,7 @@ async def page_image(comic_id: uuid.UUID, number: int, request: Request, ctx: Co
 async def download(comic_id: uuid.UUID, kind: str, request: Request, ctx: Context) -> Response:
     media_types = {"pdf": "application/pdf", "cbz": "application/vnd.comicbook+zip"}
     if kind not in media_types:
-        raise services.NotFound("Comics can be downloaded as PDF or CBZ.")
-    data = await services.archive(ctx, str(comic_id), kind)
+        raise NotFound("Comics can be downloaded as PDF or CBZ.")
+    data = await comics.archive(ctx, str(comic_id), kind)
     disposition = f'attachment; filename="comic-{comic_id}.{kind}"'
     return binary_response(request, data, media_types[kind], **{"Content-Disposition": disposition})

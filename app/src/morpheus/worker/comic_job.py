@@ -27,13 +27,14 @@ import structlog
 from bullmq.custom_errors import UnrecoverableError
 
 from morpheus import cancellation
-from morpheus.db import repository
+from morpheus.db import comics
+from morpheus.db.comics import ComicNotFound, InvalidTransition
 from morpheus.db.models import ComicStage, ComicStatus
-from morpheus.db.repository import ComicNotFound, InvalidTransition
 from morpheus.db.session import session_scope
 from morpheus.pipeline import compose
 from morpheus.pipeline.package import ComicMetadata, build_cbz, build_pdf, png_size
-from morpheus.pipeline.segment import Panel, Script, segment
+from morpheus.pipeline.script import Panel, Script
+from morpheus.pipeline.segment import segment
 from morpheus.providers import PanelProvider, ProviderError, get_provider
 from morpheus.settings import Settings
 from morpheus.storage import Storage, cbz_key, get_storage, page_key, panel_key, pdf_key
@@ -111,14 +112,14 @@ class _Attempt:
     async def progress(self, stage: ComicStage, progress: float) -> None:
         """Record stage and progress; raise :class:`Stopped` if the comic is not running."""
         try:
-            await _db(self.settings, repository.set_stage, self.comic_id, stage.value, progress)
+            await _db(self.settings, comics.set_stage, self.comic_id, stage.value, progress)
         except InvalidTransition as exc:
             raise Stopped(exc.status) from None
 
     async def timed(self, stage: ComicStage, started: float) -> None:
         seconds = time.monotonic() - started
         JOB_STAGE_SECONDS.labels(stage=stage.value).observe(seconds)
-        await _db(self.settings, repository.record_timing, self.comic_id, stage.value, seconds)
+        await _db(self.settings, comics.record_timing, self.comic_id, stage.value, seconds)
         self.log.info("stage done", stage=stage.value, seconds=round(seconds, 3))
 
     async def segment(self, text: str) -> Script:
@@ -174,9 +175,7 @@ class _Attempt:
             key = page_key(self.comic_id, number)
             await threads.to_thread(self._store, key, PNG, lambda png=png: png)
             width, height = png_size(png)
-            await _db(
-                self.settings, repository.upsert_page, self.comic_id, number, key, width, height
-            )
+            await _db(self.settings, comics.upsert_page, self.comic_id, number, key, width, height)
         await self.timed(ComicStage.COMPOSE, started)
         return pages
 
@@ -210,7 +209,7 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
     """
     comic_id = str(comic_id)
     try:
-        comic = await _db(settings, repository.start_comic, comic_id)
+        comic = await _db(settings, comics.start_comic, comic_id)
     except ComicNotFound:
         raise UnrecoverableError(f"comic {comic_id} does not exist") from None
     except InvalidTransition as exc:
@@ -218,7 +217,7 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
         return exc.status
     attempt = _Attempt(settings, comic_id, comic.attempts, comic.options or {})
     attempt.log.info("comic started")
-    source = await _db(settings, repository.get_comic, comic_id, with_source=True)
+    source = await _db(settings, comics.get_comic, comic_id, with_source=True)
     if source is None:
         raise UnrecoverableError(f"comic {comic_id} does not exist")
     try:
@@ -231,7 +230,7 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
         attempt.log.info("comic stopped", status=stop.status)
         return stop.status
     try:
-        await _db(settings, repository.complete_comic, comic_id, len(pages))
+        await _db(settings, comics.complete_comic, comic_id, len(pages))
     except InvalidTransition as exc:
         return exc.status
     attempt.log.info("comic completed", pages=len(pages))
@@ -241,7 +240,7 @@ async def run_comic(settings: Settings, comic_id: str) -> str:
 async def record_failure(settings: Settings, comic_id: str, error: str) -> None:
     """Record the final failure of the comic (a cancelled comic stays cancelled)."""
     try:
-        await _db(settings, repository.fail_comic, comic_id, error)
+        await _db(settings, comics.fail_comic, comic_id, error)
     except (InvalidTransition, ComicNotFound) as exc:
         log.warning("failure not recorded", comic_id=comic_id, reason=str(exc))
 

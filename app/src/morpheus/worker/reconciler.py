@@ -27,7 +27,7 @@ running comic is touched only when its progress has not moved for the stall boun
 stalled check plus five minutes; a value set must exceed those): after a
 FLUSHALL, a comic a live worker is still making keeps moving and is left to that worker.
 And the job itself is a no-op for a comic that is already finished
-(``repository.start_comic`` refuses to start it).
+(``morpheus.db.comics.start_comic`` refuses to start it).
 
 A pass holds a Redis lock (``SET NX PX``, through redis-py's ``Lock``), so one process
 reconciles at a time; it queues at most ``reconciler_batch_size`` comics and examines at
@@ -50,7 +50,7 @@ import redis.asyncio as redis
 import structlog
 from redis.exceptions import LockError
 
-from morpheus.db import repository
+from morpheus.db import comics
 from morpheus.db.models import ComicStatus
 from morpheus.db.session import session_scope
 from morpheus.queue import client as queue_client
@@ -163,7 +163,7 @@ async def _pass(settings: Settings, batch_size: int) -> Report:
     for _ in range(SCAN_PAGES):
         page = await _db(
             settings,
-            repository.list_idle_unfinished,
+            comics.list_idle_unfinished,
             queued_idle_seconds=settings.reconciler_grace_seconds,
             running_idle_seconds=settings.reconciler_stall_bound,
             limit=batch_size,
@@ -195,7 +195,7 @@ async def _pass(settings: Settings, batch_size: int) -> Report:
 async def _act(
     settings: Settings,
     report: Report,
-    comic: repository.Unfinished,
+    comic: comics.Unfinished,
     action: Action,
     presence: JobPresence,
     reason: str | None,
@@ -210,8 +210,8 @@ async def _act(
     if action == "record-failure":
         message = reason or "the job failed"
         try:
-            await _db(settings, repository.fail_comic, comic_id, message)
-        except (repository.InvalidTransition, repository.ComicNotFound) as exc:
+            await _db(settings, comics.fail_comic, comic_id, message)
+        except (comics.InvalidTransition, comics.ComicNotFound) as exc:
             clog.info("failure not recorded: the comic changed meanwhile", reason=str(exc))
             return
         RECONCILER_FAILURES_RECORDED.inc()

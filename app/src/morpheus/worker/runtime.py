@@ -36,8 +36,8 @@ from bullmq import Job, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 from prometheus_client import start_http_server
 
-from morpheus.api.observability import init_sentry
 from morpheus.logging import configure_logging
+from morpheus.observability import init_sentry
 from morpheus.queue.connection import (
     BULLMQ_PREFIX,
     WORKER_SOCKET_TIMEOUT_SECONDS,

@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
-from morpheus.api.ratelimit import RateLimiter, make_redis_client
 from morpheus.db.session import make_engine, make_sessionmaker
+from morpheus.services.ratelimit import RateLimiter, make_redis_client
 from morpheus.settings import Settings
 
 

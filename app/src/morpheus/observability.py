@@ -1,4 +1,5 @@
-"""Error reporting to Sentry when a DSN is configured (off otherwise)."""
+"""Error reporting to Sentry when a DSN is configured (off otherwise), for the web service
+and the worker alike; secrets are scrubbed from every event before it leaves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Persistence operations as plain functions taking a ``Session``.
+"""Comics and their pages, as plain functions taking a ``Session``.
 
 Every function that writes commits its own work before returning, so callers need no
 transaction handling; returned objects stay readable after the commit. State changes of
@@ -10,25 +10,20 @@ raises :class:`InvalidTransition`.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
 import math
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
-from morpheus.db.models import ApiKey, Comic, ComicStage, ComicStatus, IdempotencyKey, Page, User
+from morpheus.db.errors import RepositoryError
+from morpheus.db.models import Comic, ComicStage, ComicStatus, Page
 
 ComicId = uuid.UUID | str
 T = TypeVar("T")
@@ -36,30 +31,11 @@ T = TypeVar("T")
 MAX_TITLE_LENGTH = 300
 MAX_ERROR_LENGTH = 10_000
 MAX_LIST_LIMIT = 500
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
-MAX_API_KEY_NAME_LENGTH = 100
-API_KEY_SCHEME = "mph"
-LAST_USED_RESOLUTION = timedelta(seconds=60)
-# An Idempotency-Key: up to 128 characters of letters, digits and - _ . ~ : + / =
-# (a UUID, a base64 or base64url token, a ULID, ...).
-MAX_IDEMPOTENCY_KEY_LENGTH = 128
-IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9\-_.~:+/=]{1,128}$")
 
 # A comic in one of these states has no job working on it any more (it may be deleted).
 FINISHED_STATUSES = (ComicStatus.COMPLETED, ComicStatus.FAILED, ComicStatus.CANCELLED)
 
-_USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,150}$")
 _TIMING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_API_KEY_RE = re.compile(rf"^{API_KEY_SCHEME}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{32,128}})$")
-
-_hasher = PasswordHasher()
-# Verified against when a username does not exist, so both cases take the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-class RepositoryError(Exception):
-    """Base of the errors this module raises on purpose."""
 
 
 class ComicNotFound(RepositoryError):
@@ -78,35 +54,6 @@ class InvalidTransition(RepositoryError):
         self.action = action
 
 
-class UsernameTaken(RepositoryError):
-    def __init__(self, username: str) -> None:
-        super().__init__(f"username {username!r} is already taken")
-        self.username = username
-
-
-class ApiKeyNotFound(RepositoryError):
-    def __init__(self, api_key_id: object) -> None:
-        super().__init__(f"API key {api_key_id} does not exist")
-        self.api_key_id = api_key_id
-
-
-class IdempotencyConflict(RepositoryError):
-    """The idempotency key was used before, for another submission."""
-
-    def __init__(self, key: str, comic_id: uuid.UUID) -> None:
-        super().__init__(f"idempotency key {key!r} was used for another submission")
-        self.key = key
-        self.comic_id = comic_id
-
-
-class CreatedOnce(NamedTuple):
-    """What :func:`create_comic_once` did: ``created`` is False when the key's earlier
-    comic is returned and nothing new was stored."""
-
-    comic: Comic
-    created: bool
-
-
 class Unfinished(NamedTuple):
     """A queued or running comic, as the reconciler sees it."""
 
@@ -115,17 +62,6 @@ class Unfinished(NamedTuple):
     created_at: datetime
     # Seconds since the comic last changed (a submission, a retry, a step's progress).
     idle_seconds: float
-
-
-class CreatedApiKey(NamedTuple):
-    """A new API key: the stored record and the plaintext key, which is shown only once."""
-
-    api_key: ApiKey
-    key: str
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _parse_id(value: ComicId) -> uuid.UUID | None:
@@ -137,7 +73,8 @@ def _parse_id(value: ComicId) -> uuid.UUID | None:
         return None
 
 
-def _require_id(value: ComicId) -> uuid.UUID:
+def require_id(value: ComicId) -> uuid.UUID:
+    """``value`` as a UUID; :class:`ComicNotFound` when it cannot be a comic's id."""
     parsed = _parse_id(value)
     if parsed is None:
         raise ComicNotFound(value)
@@ -158,7 +95,7 @@ def create_comic(
     client_addr: str | None = None,
 ) -> Comic:
     """Store a new comic in status ``queued``."""
-    comic = _new_comic(
+    comic = new_comic(
         title=title,
         source_text=source_text,
         options=options,
@@ -171,7 +108,7 @@ def create_comic(
     return comic
 
 
-def _new_comic(
+def new_comic(
     *,
     title: str,
     source_text: str,
@@ -180,6 +117,7 @@ def _new_comic(
     api_key_id: uuid.UUID | None = None,
     client_addr: str | None = None,
 ) -> Comic:
+    """A new comic in status ``queued``, checked but not added to a session."""
     title = title.strip()
     if not title:
         raise ValueError("title must not be empty")
@@ -202,103 +140,6 @@ def _new_comic(
         client_addr=client_addr,
     )
     return comic
-
-
-def _check_idempotency_key(scope: str, key: str) -> None:
-    if not scope or len(scope) > 64:
-        raise ValueError("idempotency scope must be 1-64 characters")
-    if not IDEMPOTENCY_KEY_RE.match(key):
-        raise ValueError(
-            f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters: "
-            "letters, digits, - _ . ~ : + / ="
-        )
-
-
-def find_idempotent_comic(
-    session: Session, *, scope: str, key: str, fingerprint: str
-) -> Comic | None:
-    """The comic made earlier under ``key`` in ``scope``, or None when the key is unused.
-
-    Raises :class:`IdempotencyConflict` when that comic was made from another submission
-    (another ``fingerprint``).
-    """
-    _check_idempotency_key(scope, key)
-    record = session.get(IdempotencyKey, (scope, key), populate_existing=True)
-    if record is None:
-        return None
-    if not hmac.compare_digest(record.fingerprint, fingerprint):
-        raise IdempotencyConflict(key, record.comic_id)
-    comic = session.get(Comic, record.comic_id, populate_existing=True)
-    if comic is None:  # deleted since (the key goes with it): as if unused
-        return None
-    return comic
-
-
-def create_comic_once(
-    session: Session,
-    *,
-    scope: str,
-    key: str,
-    fingerprint: str,
-    title: str,
-    source_text: str,
-    options: Mapping[str, Any] | None = None,
-    word_count: int | None = None,
-    api_key_id: uuid.UUID | None = None,
-    client_addr: str | None = None,
-) -> CreatedOnce:
-    """Store a new comic under an idempotency key, unless the key already has one.
-
-    The comic and its key are written in one transaction; the key's primary key makes a
-    concurrent request with the same key wait for this one and then find its comic, so
-    one key never makes two comics. Another submission under a used key raises
-    :class:`IdempotencyConflict`.
-    """
-    fields: dict[str, Any] = {
-        "title": title,
-        "source_text": source_text,
-        "options": options,
-        "word_count": word_count,
-        "api_key_id": api_key_id,
-        "client_addr": client_addr,
-    }
-    for _ in range(3):
-        existing = find_idempotent_comic(session, scope=scope, key=key, fingerprint=fingerprint)
-        if existing is not None:
-            return CreatedOnce(existing, created=False)
-        comic = _new_comic(**fields)
-        session.add(comic)
-        try:
-            session.flush()
-            claim = (
-                insert(IdempotencyKey)
-                .values(scope=scope, key=key, fingerprint=fingerprint, comic_id=comic.id)
-                .on_conflict_do_nothing(constraint="pk_idempotency_keys")
-                .returning(IdempotencyKey.key)
-            )
-            claimed = session.execute(claim).scalar_one_or_none()
-            if claimed is not None:
-                session.commit()
-                return CreatedOnce(comic, created=True)
-            session.rollback()  # another request took the key first: its comic counts
-        except BaseException:
-            session.rollback()
-            raise
-    raise RepositoryError(f"idempotency key {key!r} keeps changing hands; try again")
-
-
-def release_idempotency_keys(session: Session, comic_id: ComicId) -> int:
-    """Forget the idempotency keys of a comic (a submission that could not be queued), so
-    that the client's retry with the same key makes a new comic. Returns how many."""
-    parsed = _require_id(comic_id)
-    statement = (
-        delete(IdempotencyKey)
-        .where(IdempotencyKey.comic_id == parsed)
-        .returning(IdempotencyKey.key)
-    )
-    released = len(session.execute(statement).all())
-    session.commit()
-    return released
 
 
 def get_comic(session: Session, comic_id: ComicId, *, with_source: bool = False) -> Comic | None:
@@ -380,7 +221,7 @@ def _transition(
     noop_from: Iterable[ComicStatus] = (),
     values: Mapping[str, Any],
 ) -> Comic:
-    parsed = _require_id(comic_id)
+    parsed = require_id(comic_id)
     allowed = [status.value for status in allowed_from]
     statement = (
         update(Comic)
@@ -435,7 +276,7 @@ def record_timing(session: Session, comic_id: ComicId, stage: str, seconds: floa
         raise ValueError("stage name must be a short lowercase identifier")
     if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
         raise ValueError("seconds must be a non-negative number")
-    parsed = _require_id(comic_id)
+    parsed = require_id(comic_id)
     statement = (
         update(Comic)
         .where(Comic.id == parsed)
@@ -536,7 +377,7 @@ def delete_comic(
     row is locked, so no retry can queue it meanwhile; if it raises, nothing is deleted.
     A queued or running comic raises :class:`InvalidTransition`: cancel it first.
     """
-    parsed = _require_id(comic_id)
+    parsed = require_id(comic_id)
     try:
         comic = session.scalars(
             select(Comic)
@@ -569,7 +410,7 @@ def upsert_page(
     height: int,
 ) -> Page:
     """Insert or replace page ``number`` of a comic: running it twice leaves one row."""
-    parsed = _require_id(comic_id)
+    parsed = require_id(comic_id)
     if number < 0:
         raise ValueError("page number must not be negative")
     if width <= 0 or height <= 0:
@@ -604,141 +445,3 @@ def list_pages(session: Session, comic_id: ComicId) -> list[Page]:
         return []
     query = select(Page).where(Page.comic_id == parsed).order_by(Page.number)
     return list(session.scalars(query))
-
-
-# --- users ------------------------------------------------------------------------------
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
-
-
-def create_user(session: Session, username: str, password: str) -> User:
-    """A dashboard user with an argon2 password hash."""
-    username = username.strip()
-    if not _USERNAME_RE.match(username):
-        raise ValueError("username must be 1-150 characters: letters, digits, _ . @ -")
-    _check_password(password)
-    user = User(id=uuid.uuid4(), username=username, password_hash=_hasher.hash(password))
-    session.add(user)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise UsernameTaken(username) from None
-    return user
-
-
-def get_user(session: Session, user_id: uuid.UUID) -> User | None:
-    return session.get(User, user_id)
-
-
-def find_user(session: Session, username: str) -> User | None:
-    """The user with this username (active or not), or None."""
-    return session.scalars(select(User).where(User.username == username.strip())).one_or_none()
-
-
-def verify_user(session: Session, username: str, password: str) -> User | None:
-    """The active user with this username and password, or None."""
-    user = find_user(session, username)
-    if user is None or not user.is_active:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
-        return None
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-        session.commit()
-    return user
-
-
-def set_user_password(session: Session, username: str, password: str) -> User:
-    _check_password(password)
-    user = find_user(session, username)
-    if user is None:
-        raise LookupError(f"user {username!r} does not exist")
-    user.password_hash = _hasher.hash(password)
-    session.commit()
-    return user
-
-
-# --- API keys ---------------------------------------------------------------------------
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def _api_key_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_API_KEY_NAME_LENGTH:
-        raise ValueError(f"API key name must be 1-{MAX_API_KEY_NAME_LENGTH} characters")
-    return name
-
-
-def create_api_key(session: Session, name: str) -> CreatedApiKey:
-    """A new API key. Only its SHA-256 is stored; the plaintext is returned this once."""
-    name = _api_key_name(name)
-    prefix = secrets.token_hex(6)
-    key = f"{API_KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-    record = ApiKey(id=uuid.uuid4(), name=name, prefix=prefix, key_hash=hash_api_key(key))
-    session.add(record)
-    session.commit()
-    return CreatedApiKey(api_key=record, key=key)
-
-
-def verify_api_key(session: Session, key: str) -> ApiKey | None:
-    """The active API key matching this plaintext key, or None. Records when it was used."""
-    match = _API_KEY_RE.match(key.strip())
-    if match is None:
-        return None
-    record = session.scalars(select(ApiKey).where(ApiKey.prefix == match.group(1))).one_or_none()
-    if record is None or record.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(record.key_hash, hash_api_key(key.strip())):
-        return None
-    now = _now()
-    if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
-        record.last_used_at = now
-        session.commit()
-    return record
-
-
-def revoke_api_key(session: Session, api_key_id: uuid.UUID) -> ApiKey:
-    record = session.get(ApiKey, api_key_id)
-    if record is None:
-        raise ApiKeyNotFound(api_key_id)
-    if record.revoked_at is None:
-        record.revoked_at = _now()
-        session.commit()
-    return record
-
-
-def revoke_api_keys_named(session: Session, name: str) -> list[ApiKey]:
-    """Revoke every active API key called ``name``; return those revoked (maybe none).
-
-    Keys revoked earlier keep the time they were revoked.
-    """
-    name = _api_key_name(name)
-    statement = (
-        update(ApiKey)
-        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=func.now())
-        .returning(ApiKey.id)
-    )
-    revoked = list(session.scalars(statement))
-    session.commit()
-    if not revoked:
-        return []
-    query = select(ApiKey).where(ApiKey.id.in_(revoked)).order_by(ApiKey.created_at)
-    return list(session.scalars(query.execution_options(populate_existing=True)))
-
-
-def list_api_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))

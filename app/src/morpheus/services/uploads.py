@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from morpheus.api.services import Rejected
+from morpheus.services.errors import Rejected
 
 # Room for the form fields, multipart boundaries or JSON quoting around the novel itself.
 ENVELOPE_BYTES = 64 * 1024
@@ -135,7 +135,7 @@ class ComicRequest(BaseModel):
 
 
 class NovelUpload(BaseModel):
-    """A parsed submission: what goes to :func:`services.submit_comic`."""
+    """A parsed submission: what goes to :func:`morpheus.services.submission.submit_comic`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

@@ -33,7 +33,9 @@ from morpheus.logging import get_logger
 from morpheus.pipeline.ingest import IngestLimits, NovelRejected, extract_text
 from morpheus.settings import Settings
 
-log = get_logger(__name__)
+# Its lines keep the logger name they had when this lived in the API package, so that
+# log queries selecting on it still find them.
+log = get_logger("morpheus.api.extraction")
 
 # Fork: the child starts at once with the code it needs, and only runs pure Python over
 # the bytes it was given (no threads, no sockets, no logging).

@@ -32,7 +32,9 @@ from redis.exceptions import RedisError
 
 from morpheus.logging import get_logger
 
-log = get_logger(__name__)
+# Its lines keep the logger name they had when this lived in the API package, so that
+# log queries selecting on it still find them.
+log = get_logger("morpheus.api.ratelimit")
 
 REDIS_TIMEOUT_SECONDS = 0.5
 # What Redis failing looks like, from limits (wrapped) or from the client itself.
