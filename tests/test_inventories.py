@@ -330,10 +330,11 @@ def test_local_multihost_shares_the_local_values():
     result = preflight(Path("inventories") / "local-multihost")
     output = flat(result.stdout)
     assert result.returncode == 0, output + result.stderr
-    assert "5 host(s), environment local; no placeholder left" in output
+    assert "6 host(s), environment local; no placeholder left" in output
     inventory = inventory_list(ROOT / "inventories" / "local-multihost")
     assert hosts_of(inventory, "api") == ["morpheus-local-api-1", "morpheus-local-api-2"]
     assert hosts_of(inventory, "acme") == hosts_of(inventory, "edge") == ["morpheus-local-edge"]
+    assert hosts_of(inventory, "monitoring") == ["morpheus-local-monitor"]
 
 
 def filled_production(tmp_path: Path) -> Path:
