@@ -3,6 +3,9 @@ the host (it is in the monitoring group), every scrape target answers, the black
 probes reach the three public names over TLS signed by the local ACME server, and every
 rule file loads. The alert drills themselves are in the monitoring scenario."""
 
+import socket
+import urllib.request
+
 import pytest
 from conftest import assert_service_up
 from site_checks import ADDRESS, prometheus_api, promql, wait_for
@@ -126,3 +129,14 @@ def test_alertmanager_is_prometheus_s_alertmanager(host):
 def test_monitoring_ports_are_private(host):
     for port in (9090, 9093, 9100, 9113, 9121, 9127, 9187):
         assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
+
+
+def test_operators_reach_prometheus_and_alertmanager_but_not_the_exporters():
+    # This machine is the scenario's operator network (morpheus_monitoring_operator_networks
+    # in host_vars): the firewall lets it reach the two UIs, and nothing else of them.
+    for port in (9090, 9093):
+        with urllib.request.urlopen(f"http://{ADDRESS}:{port}/-/ready", timeout=10) as answer:
+            assert answer.status == 200, port
+    for port in (9100, 9187):
+        with pytest.raises(OSError):
+            socket.create_connection((ADDRESS, port), timeout=3).close()
