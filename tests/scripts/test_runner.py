@@ -1,4 +1,5 @@
-"""Unit tests of scripts/test: the summary counts and the order stages start in."""
+"""Unit tests of scripts/test: the summary counts, the order stages start in, and the
+CPU figures."""
 
 import pytest
 from test_harness import load
@@ -135,3 +136,24 @@ def test_only_skips_off_the_allow_list_are_unexpected(tmp_path):
 def test_the_repository_allow_list_parses():
     for pattern in runner.allowed_skip_patterns():
         assert pattern.pattern
+
+
+def test_cpu_counters_read_busy_and_total_ticks(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 3 0\n")
+    assert runner.cpu_counters(stat) == (160, 1000)
+
+
+def test_cpu_counters_without_proc_stat_are_none(tmp_path):
+    assert runner.cpu_counters(tmp_path / "absent") is None
+    (tmp_path / "odd").write_text("intr 1 2 3\n")
+    assert runner.cpu_counters(tmp_path / "odd") is None
+
+
+def test_busy_share_between_two_readings():
+    assert runner.busy_share((160, 1000), (460, 1400)) == pytest.approx(0.75)
+    assert runner.busy_share(None, (460, 1400)) is None
+    assert runner.busy_share((160, 1000), (160, 1000)) is None
+    assert runner.cpu_text(0.754) == "CPU 75% busy"
+    assert runner.cpu_text(None) == ""
