@@ -228,7 +228,8 @@ def test_a_failed_volume_creation_stops_before_the_container(inventories, fake_d
     assert not any(c[0] == "run" for c in calls)
 
 
-def test_an_inventory_without_an_edge_names_the_group():
+def test_an_inventory_without_an_edge_names_the_group(fake_docker):
+    fake_docker({})  # no local container (whatever this machine runs)
     inventory = Inventory("inv", [], {})
     with pytest.raises(LocalError, match="inv has no host in group edge"):
         containers.preflight(inventory, "single", DEFAULT_PORTS)
