@@ -53,8 +53,10 @@ class QueueSampler:
         interval: float = 5.0,
         read: Callable[[str], str] = fetch,
         clock: Callable[[], float] = time.time,
+        on_sample: Callable[[QueueSample], None] | None = None,
     ) -> None:
         self.urls = list(urls)
+        self.on_sample = on_sample
         self.interval = interval
         self.read = read
         self.clock = clock
@@ -75,6 +77,8 @@ class QueueSampler:
                 self.urls.insert(0, self.urls.pop(index))
             found = QueueSample(self.clock(), jobs.get("waiting", 0), jobs.get("active", 0))
             self.samples.append(found)
+            if self.on_sample is not None:
+                self.on_sample(found)
             return found
         self.misses += 1
         return None
