@@ -12,6 +12,7 @@ at the first step that does not hold (morpheus_loadtest/capacity.py).
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import random
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import gevent
 from locust import HttpUser, LoadTestShape, events, task
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -177,8 +179,14 @@ def started(environment, **_kwargs) -> None:
 
 @events.quitting.add_listener
 def quitting(environment, **_kwargs) -> None:
-    """What the report needs beyond Locust's CSV files: each endpoint's histogram, the
-    comics, the run's start and end."""
+    """What the report reads, written once every user has stopped: Locust's statistics and
+    failures as its CSV files have them (its own last periodic write may miss the final
+    second), each endpoint's histogram, the comics, the run's start and end."""
+    final = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    with (RESULTS / "final_stats.csv").open("w", newline="") as out:
+        final.requests_csv(csv.writer(out))
+    with (RESULTS / "final_failures.csv").open("w", newline="") as out:
+        final.failures_csv(csv.writer(out))
     histograms = {
         f"{method} {name}": {
             "requests": entry.num_requests,

@@ -66,8 +66,9 @@ def free_addresses(subnet: str, used: Iterable[str], reserved_low: int = RESERVE
 def allocate(
     subnet: str, count: int, used: Iterable[str], reserved_low: int = RESERVED_LOW
 ) -> list[str]:
-    """`count` free addresses of `subnet`, in ascending order: the first is the
-    container's own (`docker run --ip`), each user takes one by its number."""
+    """`count` free addresses of `subnet`, highest first. The first is the container's
+    own (`docker run --ip`), so runs of any size keep the same one, and Docker the same
+    MAC address for it; user N takes the Nth."""
     if count < 1:
         raise LoadTestError(f"{count} users need no addresses", "run at least 1 user.")
     free = free_addresses(subnet, used, reserved_low)
@@ -78,8 +79,7 @@ def allocate(
             f"run at most {len(free)} users (--users), or the load generator on a larger "
             "network (--network).",
         )
-    chosen = sorted(ipaddress.IPv4Address(a) for a in free[:count])
-    return [str(address) for address in chosen]
+    return free[:count]
 
 
 def ip_batch(addresses: list[str], prefix: int, device: str, action: str = "add") -> str:

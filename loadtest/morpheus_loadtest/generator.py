@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 
 from . import report as reporting
 from .addresses import ip_batch
+from .arp import announce
 from .config import RESULTS, RunConfig, Secrets, load
 from .errors import LoadTestError
 from .pages import FINAL_STATUSES, read_page
@@ -72,9 +73,13 @@ def change_addresses(config: RunConfig, action: str) -> None:
             "container holds these addresses (docker network inspect).",
         )
     if action == "add":
+        try:
+            announce(device, config.addresses)
+        except OSError as error:  # the first requests may wait for stale neighbour entries
+            say(f"could not announce the addresses on {device} ({error}); going on")
         say(
             f"{len(config.addresses)} client addresses on {device} "
-            f"({config.addresses[0]} to {config.addresses[-1]})"
+            f"({config.addresses[-1]} to {config.addresses[0]})"
         )
 
 
@@ -197,8 +202,8 @@ def make_report(config: RunConfig) -> dict:
         users=users,
         seconds=stopped - started,
         started=started,
-        stats_text=read_text("locust_stats.csv"),
-        failures_text=read_text("locust_failures.csv"),
+        stats_text=read_text("final_stats.csv"),
+        failures_text=read_text("final_failures.csv"),
         histograms=json.loads(read_text("histograms.json") or "{}"),
         comics=json.loads(read_text("comics.json") or "[]"),
         queue_text=read_text("queue.csv"),
@@ -262,7 +267,7 @@ def main() -> int:
     finally:
         sampler.stop()
         change_addresses(config, "del")
-    if not read_text("locust_stats.csv"):
+    if not read_text("final_stats.csv"):
         print("error: Locust wrote no statistics\nnext: read generator.log", file=sys.stderr)
         return 1
     report = make_report(config)

@@ -204,11 +204,10 @@ def submit_api(b: Browser, ledger: Ledger, user: int, seed: int, upload: bool = 
     answer = b.request(
         "POST", "api", "/v1/comics", "/v1/comics", expect=(202,), api=True, headers=headers, **body
     )
+    comic_id = str(answer.json()["id"]) if answer is not None else None
+    if comic_id is not None:
+        ledger.submitted(comic_id, "api", user)
     yield
-    if answer is None:
-        return None
-    comic_id = str(answer.json()["id"])
-    ledger.submitted(comic_id, "api", user)
     return comic_id
 
 

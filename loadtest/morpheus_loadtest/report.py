@@ -2,12 +2,12 @@
 
 Inputs (file names as the generator writes them):
 
-- ``locust_stats.csv``: per endpoint (Locust's request name is the site and the route
-  template, e.g. ``api /v1/comics/{comic_id}``) its count, failures, p50/p95/p99 and
-  throughput;
-- ``locust_failures.csv``: failures by endpoint and message. A 429 is recorded with the
-  message :data:`RATE_LIMITED` (loadtest/locustfile.py does so), so 429s are counted on
-  their own and are not errors;
+- ``final_stats.csv`` (Locust's ``_stats.csv``, written once more when every user has
+  stopped): per endpoint (Locust's request name is the site and the route template,
+  e.g. ``api /v1/comics/{comic_id}``) its count, failures, p50/p95/p99 and throughput;
+- ``final_failures.csv`` (Locust's ``_failures.csv``, likewise): failures by endpoint and
+  message. A 429 is recorded with the message :data:`RATE_LIMITED` (the locustfile's
+  client does so), so 429s are counted on their own and are not errors;
 - ``locust_stats_history.csv`` (``--csv-full-history``): every second, the user count
   and the p95 of the last 10 s, for the chart;
 - ``histograms.json``: each endpoint's response-time histogram, for the figures of a
@@ -74,7 +74,7 @@ class Endpoint:
 
 
 def read_failures(text: str) -> dict[tuple[str, str], int]:
-    """429s per (method, name) from locust_failures.csv."""
+    """429s per (method, name) from a Locust failures CSV file."""
     limited: dict[tuple[str, str], int] = {}
     for row in csv.DictReader(io.StringIO(text)):
         if RATE_LIMITED in row.get("Error", ""):
@@ -99,7 +99,7 @@ def other_failures(text: str) -> list[dict]:
 
 
 def read_stats(stats_text: str, failures_text: str = "") -> tuple[list[Endpoint], Endpoint]:
-    """(every endpoint, the aggregate) from locust_stats.csv and locust_failures.csv."""
+    """(every endpoint, the aggregate) from Locust's stats and failures CSV files."""
     limited = read_failures(failures_text) if failures_text else {}
     endpoints, total = [], None
     for row in csv.DictReader(io.StringIO(stats_text)):
@@ -121,7 +121,7 @@ def read_stats(stats_text: str, failures_text: str = "") -> tuple[list[Endpoint]
         else:
             endpoints.append(found)
     if total is None:
-        raise ValueError("locust_stats.csv has no Aggregated row: is it Locust's stats file?")
+        raise ValueError("no Aggregated row: is this Locust's stats CSV file?")
     return sorted(endpoints, key=lambda e: (e.name, e.method)), total
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,7 @@ LOCAL_LABEL = "org.morpheus.local"
 LAYOUTS = {"single": "inventories/local", "multihost": "inventories/local-multihost"}
 NETWORK = "morpheus-local"
 CONTAINER_SECRETS = "/run/loadtest/secrets.json"
+DEBUG_ACTIONS = ("ansible.builtin.debug", "debug")
 
 
 def say(message: str) -> None:
@@ -124,10 +126,31 @@ def edge_answers(address: str, port: int = 443, timeout: float = 5) -> bool:
 # --- the playbook --------------------------------------------------------------------------
 
 
-def playbook(inventory: str, extravars: dict, timeout: int = 900) -> tuple[int, str, bool]:
-    """Run playbooks/loadtest.yml through ansible-runner: (exit code, output, unreachable)."""
-    import ansible_runner
+@dataclass(frozen=True)
+class PlaybookRun:
+    code: int
+    output: str
+    unreachable: bool  # a host could not be reached
+    messages: list[str]  # what its debug tasks said
 
+
+def playbook(inventory: str, extravars: dict, timeout: int = 900) -> PlaybookRun:
+    """Run playbooks/loadtest.yml through ansible-runner."""
+    tool = Path(sys.executable).parent / "ansible-playbook"
+    try:
+        import ansible_runner
+    except ImportError:
+        tool = Path("/nonexistent")
+    if not tool.exists():
+        raise LoadTestError(
+            "ansible-runner and ansible-playbook are not beside this Python",
+            "run scripts/loadtest with the project's .venv (make loadtest does; `make setup` "
+            "makes it).",
+        )
+    # ansible-runner starts ansible-playbook by name: this .venv's, as make's PATH has it.
+    path = os.environ.get("PATH", "")
+    if str(tool.parent) not in path.split(os.pathsep):
+        os.environ["PATH"] = f"{tool.parent}{os.pathsep}{path}"
     env = {
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
@@ -146,7 +169,13 @@ def playbook(inventory: str, extravars: dict, timeout: int = 900) -> tuple[int, 
         )
         output = result.stdout.read()
         stats = result.stats or {}
-    return result.rc, output, bool(stats.get("dark"))
+        messages = [
+            str(event["event_data"]["res"]["msg"])
+            for event in result.events
+            if event.get("event") == "runner_on_ok"
+            and event.get("event_data", {}).get("task_action") in DEBUG_ACTIONS
+        ]
+    return PlaybookRun(result.rc, output, bool(stats.get("dark")), messages)
 
 
 def tail(text: str, lines: int = 25) -> str:
@@ -155,7 +184,7 @@ def tail(text: str, lines: int = 25) -> str:
 
 def make_keys(inventory: str, run: str, count: int, secrets: Path) -> dict:
     say(f"making {count} API keys (playbooks/loadtest.yml -i {inventory})")
-    code, output, unreachable = playbook(
+    started = playbook(
         inventory,
         {
             "loadtest_action": "start",
@@ -164,15 +193,16 @@ def make_keys(inventory: str, run: str, count: int, secrets: Path) -> dict:
             "loadtest_output": str(secrets),
         },
     )
-    if unreachable:
+    if started.unreachable:
         raise LoadTestError(
-            f"no platform answers: the hosts of {inventory} are not reachable\n{tail(output, 12)}",
+            f"no platform answers: the hosts of {inventory} are not reachable\n"
+            f"{tail(started.output, 12)}",
             "run `make up` (`make up LAYOUT=multihost` for inventories/local-multihost), "
             "or check the inventory's connection.",
         )
-    if code != 0 or not secrets.exists():
+    if started.code != 0 or not secrets.exists():
         raise LoadTestError(
-            f"playbooks/loadtest.yml failed (exit {code}):\n{tail(output)}",
+            f"playbooks/loadtest.yml failed (exit {started.code}):\n{tail(started.output)}",
             "fix what the failed task says (the service must run on the api hosts), then rerun.",
         )
     secrets.chmod(0o600)
@@ -181,20 +211,19 @@ def make_keys(inventory: str, run: str, count: int, secrets: Path) -> dict:
 
 def remove_keys(inventory: str, run: str, comics: list[str]) -> None:
     say(f"revoking the run's API keys{' and deleting its comics' if comics else ''}")
-    code, output, _ = playbook(
+    stopped = playbook(
         inventory,
         {"loadtest_action": "stop", "loadtest_run": run, "loadtest_comics": comics},
     )
-    report = [line.strip() for line in output.splitlines() if "revoked" in line]
-    if code != 0:
+    if stopped.code != 0:
         print(
-            f"error: revoking the keys failed (exit {code}):\n{tail(output)}\n"
+            f"error: revoking the keys failed (exit {stopped.code}):\n{tail(stopped.output)}\n"
             f"next: revoke them by hand: docker exec <backend container> morpheus "
             f"revoke-api-key loadtest-{run}",
             file=sys.stderr,
         )
-    elif report:
-        say(report[-1].removeprefix("msg: "))
+    for message in stopped.messages:
+        say(message)
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -302,8 +331,7 @@ def execute(options: Options) -> int:
                 f"no platform answers: nothing listens on the edge's {edge}:443",
                 "run `make up` (or check nginx on the edge host), then rerun.",
             )
-        ca_file = options.ca_file or (LOCAL_CA if LOCAL_CA.exists() else None)
-        ca_file = write_ca(target, secrets_dir) if ca_file is None else ca_file
+        ca_file, trusted = trust(options.ca_file, target, secrets_dir)
         image = ensure_image(LOADTEST_DIR, ROOT / "constraints.txt", say)
         config = RunConfig(
             run=run,
@@ -321,7 +349,7 @@ def execute(options: Options) -> int:
         (results / "run.json").write_text(config.as_json())
         say(
             f"starting {name} on {options.network} ({addresses[0]}, {users} client addresses; "
-            f"TLS verified with {shown(ca_file) if ca_file else 'the system trust store'})"
+            f"TLS verified with {trusted})"
         )
         started = docker.docker(
             *container_args(name, image, options.network, config, edge, results, secrets, ca_file)
@@ -342,15 +370,21 @@ def execute(options: Options) -> int:
     return finish(results, code)
 
 
-def write_ca(target: dict, secrets_dir: Path) -> Path | None:
-    """The inventory's CA (smoke_ca_bundle of the edge), when it has one."""
+def trust(given: Path | None, target: dict, secrets_dir: Path) -> tuple[Path | None, str]:
+    """The CA file the load generator verifies the edge with, and how to name it: the
+    one given, else the local platform's copy (.cache/local/ca.pem, make up writes it),
+    else the inventory's (smoke_ca_bundle on the edge), else none: the system's store."""
+    if given is not None:
+        return given, shown(given)
+    if LOCAL_CA.exists():
+        return LOCAL_CA, shown(LOCAL_CA)
     pem = target.get("ca_pem") or ""
-    if not pem.strip():
-        return None
-    path = secrets_dir / "ca.pem"
-    path.write_text(pem)
-    path.chmod(0o644)
-    return path
+    if pem.strip():
+        path = secrets_dir / "ca.pem"
+        path.write_text(pem)
+        path.chmod(0o644)
+        return path, "the inventory's CA (smoke_ca_bundle)"
+    return None, "the system's trust store"
 
 
 def finish(results: Path, code: int) -> int:
