@@ -1,6 +1,7 @@
 """The capacity search: more users step by step until the platform stops holding.
 
-Each step raises the user count, waits until the new users have started and settled,
+Each step raises the user count (the steps given, and with a maximum, on by their last
+increment), waits until the new users have started and settled,
 then measures for a fixed time. A step holds while the API's p95 stays within
 :attr:`Thresholds.api_p95_ms` and errors (429s apart: they are counted on their own)
 within :attr:`Thresholds.error_ratio` of the step's requests. The search stops at the
@@ -24,10 +25,10 @@ from .histograms import Histogram, percentile, subtract
 DEFAULT_STEPS = (100, 150, 200, 300, 400)
 
 
-def step_counts(steps: Sequence[int], ceiling: int) -> list[int]:
-    """The user counts to try: `steps` (increasing), then on by their last increment,
-    up to `ceiling`, the most users the run can have; a step past the ceiling becomes
-    the ceiling itself, so that the search ends there."""
+def step_counts(steps: Sequence[int], ceiling: int, maximum: int | None = None) -> list[int]:
+    """The user counts to try: `steps` (increasing), and with a `maximum`, on by their last
+    increment up to it. None past `ceiling`, the most users the run can have (its free
+    addresses): a step beyond it becomes the ceiling, so that the search ends there."""
     if not steps:
         raise LoadTestError("no capacity steps given", "give at least one, e.g. --steps 100,150.")
     if any(n < 1 for n in steps) or any(b <= a for a, b in pairwise(steps)):
@@ -35,19 +36,23 @@ def step_counts(steps: Sequence[int], ceiling: int) -> list[int]:
             f"capacity steps {','.join(map(str, steps))} do not increase from 1 up",
             "give increasing user counts, e.g. --steps 100,150,200,300,400.",
         )
-    if ceiling < steps[0]:
+    if maximum is not None and maximum < 1:
+        raise LoadTestError(f"--max-users {maximum} is below 1", "give 1 or more.")
+    counts = list(steps)
+    if maximum is not None:
+        increment = steps[-1] - steps[-2] if len(steps) > 1 else steps[0]
+        while counts[-1] + increment <= maximum:
+            counts.append(counts[-1] + increment)
+        if counts[-1] < maximum:
+            counts.append(maximum)
+        ceiling = min(ceiling, maximum)
+    if ceiling < counts[0]:
         raise LoadTestError(
-            f"the first capacity step needs {steps[0]} users and the run can have {ceiling}",
-            f"start lower (--steps {ceiling},...) or give the run more addresses.",
+            f"the first capacity step needs {counts[0]} users and the run can have {ceiling}",
+            f"start lower (--steps {ceiling},...), or give the run more addresses or users.",
         )
-    increment = steps[-1] - steps[-2] if len(steps) > 1 else steps[0]
-    counts = [n for n in steps if n < ceiling]
-    last = counts[-1] if counts else steps[0]
-    while last + increment < ceiling and last >= steps[-1]:
-        last += increment
-        counts.append(last)
-    counts.append(ceiling)
-    return sorted(set(counts))
+    within = [n for n in counts if n < ceiling]
+    return [*within, ceiling] if len(within) < len(counts) else within
 
 
 @dataclass(frozen=True)

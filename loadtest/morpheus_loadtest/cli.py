@@ -91,8 +91,8 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument(
         "--max-users",
         type=positive_int,
-        default=400,
-        help="the capacity search's ceiling (default 400; the network's free addresses cap it)",
+        help="continue the capacity steps by their last increment up to this many users "
+        "(default: stop after the last step; the network's free addresses cap it)",
     )
     found.add_argument(
         "--network", default=NETWORK, help=f"the platform's Docker network (default {NETWORK})"

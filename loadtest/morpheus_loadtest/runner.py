@@ -59,7 +59,7 @@ class Options:
     capacity: bool = False
     steps: list[int] = field(default_factory=lambda: list(DEFAULT_STEPS))
     step_seconds: float = 60.0
-    max_users: int = 400
+    max_users: int | None = None  # continue the steps up to it
     network: str = NETWORK
     drain_seconds: float = 300.0
     ca_file: Path | None = None
@@ -243,8 +243,7 @@ def plan(options: Options, free: int) -> tuple[int, CapacityPlan | None, float]:
                 f"run at most {free} users (--users), or on a larger network (--network).",
             )
         return options.users, None, options.duration
-    ceiling = min(free, options.max_users)
-    counts = step_counts(options.steps, ceiling)
+    counts = step_counts(options.steps, free, options.max_users)
     capacity = CapacityPlan(counts=counts, step_seconds=options.step_seconds)
     previous, seconds = 0, 0.0
     for count in counts:

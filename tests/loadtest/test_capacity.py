@@ -15,36 +15,41 @@ from morpheus_loadtest.errors import LoadTestError
 
 
 @pytest.mark.parametrize(
-    ("steps", "ceiling", "expected"),
+    ("steps", "ceiling", "maximum", "expected"),
     [
-        ((100, 150, 200, 300, 400), 400, [100, 150, 200, 300, 400]),
-        # Past the list, on by its last increment, up to the ceiling.
-        ((100, 150, 200, 300, 400), 700, [100, 150, 200, 300, 400, 500, 600, 700]),
-        ((100, 150, 200, 300, 400), 650, [100, 150, 200, 300, 400, 500, 600, 650]),
+        ((100, 150, 200, 300, 400), 400, None, [100, 150, 200, 300, 400]),
+        ((100, 150, 200, 300, 400), 700, None, [100, 150, 200, 300, 400]),
+        # With a maximum: on by the last increment, up to it.
+        ((100, 150, 200, 300, 400), 700, 700, [100, 150, 200, 300, 400, 500, 600, 700]),
+        ((100, 150, 200, 300, 400), 700, 650, [100, 150, 200, 300, 400, 500, 600, 650]),
+        ((100, 150, 200, 300, 400), 700, 150, [100, 150]),
+        ((10,), 35, 35, [10, 20, 30, 35]),
+        ((20, 40), 191, None, [20, 40]),
         # The network's free addresses cap the search: the last step is the ceiling.
-        ((100, 150, 200, 300, 400), 191, [100, 150, 191]),
-        ((100, 150, 200, 300, 400), 100, [100]),
-        ((10,), 35, [10, 20, 30, 35]),
-        ((20, 40), 40, [20, 40]),
+        ((100, 150, 200, 300, 400), 191, None, [100, 150, 191]),
+        ((100, 150, 200, 300, 400), 191, 1000, [100, 150, 191]),
+        ((100, 150, 200, 300, 400), 100, None, [100]),
     ],
 )
-def test_step_counts(steps, ceiling, expected):
-    assert step_counts(steps, ceiling) == expected
+def test_step_counts(steps, ceiling, maximum, expected):
+    assert step_counts(steps, ceiling, maximum) == expected
 
 
 @pytest.mark.parametrize(
-    ("steps", "ceiling", "message"),
+    ("steps", "ceiling", "maximum", "message"),
     [
-        ((), 100, "no capacity steps given"),
-        ((100, 100), 400, "do not increase"),
-        ((150, 100), 400, "do not increase"),
-        ((0, 10), 400, "do not increase from 1 up"),
-        ((100, 150), 50, "the first capacity step needs 100 users and the run can have 50"),
+        ((), 100, None, "no capacity steps given"),
+        ((100, 100), 400, None, "do not increase"),
+        ((150, 100), 400, None, "do not increase"),
+        ((0, 10), 400, None, "do not increase from 1 up"),
+        ((100, 150), 50, None, "the first capacity step needs 100 users and the run can have 50"),
+        ((100, 150), 400, 60, "the first capacity step needs 100 users and the run can have 60"),
+        ((100, 150), 400, 0, "--max-users 0 is below 1"),
     ],
 )
-def test_step_counts_refuses(steps, ceiling, message):
+def test_step_counts_refuses(steps, ceiling, maximum, message):
     with pytest.raises(LoadTestError, match=message):
-        step_counts(steps, ceiling)
+        step_counts(steps, ceiling, maximum)
 
 
 def result(**figures) -> StepResult:

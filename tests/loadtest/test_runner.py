@@ -68,6 +68,8 @@ def test_plan_of_a_capacity_search_stops_at_the_free_addresses():
     # Each step: its new users at 10 a second, 10 s to settle, 60 s measured (and a margin).
     assert seconds == pytest.approx((10 + 10 + 65) + (5 + 10 + 65) + (4.1 + 10 + 65) + 30)
     assert runner.plan(runner.Options(capacity=True, max_users=150), free=191)[0] == 150
+    explicit = runner.Options(capacity=True, steps=[20, 40])
+    assert runner.plan(explicit, free=191)[1].counts == [20, 40]
 
 
 def config(**changes) -> RunConfig:
