@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
     return found
 
 
+def stop(signum: int, _frame: object) -> None:
+    """SIGTERM as Ctrl-C: the run's clean-up (container, keys, comics) still happens."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.inventory and args.layout:
@@ -139,6 +145,7 @@ def main(argv: list[str]) -> int:
         keep_comics=args.keep_comics,
         results_root=args.results.resolve(),
     )
+    signal.signal(signal.SIGTERM, stop)
     try:
         return execute(options)
     except LoadTestError as error:
@@ -146,6 +153,6 @@ def main(argv: list[str]) -> int:
         print(f"next: {error.hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted (the container, keys and comics were removed)", file=sys.stderr)
+        print("error: interrupted (what the run made was removed, as shown above)", file=sys.stderr)
         print("next: rerun when ready.", file=sys.stderr)
         return 130

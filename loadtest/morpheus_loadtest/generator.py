@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -232,6 +234,16 @@ def write_comics(comics: list[dict]) -> None:
         writer.writerows(comics)
 
 
+STOPPING = threading.Event()
+
+
+def stop(locust: subprocess.Popen) -> None:
+    """`docker stop`: Locust ends as on its own (its files, the comics so far), no drain."""
+    STOPPING.set()
+    if locust.poll() is None:
+        locust.send_signal(signal.SIGTERM)
+
+
 def main() -> int:
     try:
         config, secrets = load()
@@ -253,8 +265,10 @@ def main() -> int:
                 f"capacity search: {steps} users, {config.capacity.step_seconds:.0f} s "
                 "measured per step"
             )
-        locust = subprocess.run(locust_command(config), check=False)  # noqa: S603
-        if locust.returncode != 0:
+        locust = subprocess.Popen(locust_command(config))  # noqa: S603
+        signal.signal(signal.SIGTERM, lambda *_: stop(locust))
+        locust.wait()
+        if locust.returncode != 0 and not STOPPING.is_set():
             print(
                 f"error: Locust exited with {locust.returncode} (its messages are above)\n"
                 "next: fix what it names; the partial results stay in the results folder",
@@ -262,7 +276,8 @@ def main() -> int:
                 flush=True,
             )
         comics = json.loads(read_text("comics.json") or "[]")
-        drain(config, secrets, comics, sampler)
+        if not STOPPING.is_set():
+            drain(config, secrets, comics, sampler)
         write_comics(comics)
     finally:
         sampler.stop()
@@ -272,7 +287,7 @@ def main() -> int:
         return 1
     report = make_report(config)
     print(report["summary"], flush=True)
-    return 0 if locust.returncode == 0 else 1
+    return 0 if locust.returncode == 0 and not STOPPING.is_set() else 1
 
 
 if __name__ == "__main__":

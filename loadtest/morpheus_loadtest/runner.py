@@ -17,7 +17,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +46,7 @@ LAYOUTS = {"single": "inventories/local", "multihost": "inventories/local-multih
 NETWORK = "morpheus-local"
 CONTAINER_SECRETS = "/run/loadtest/secrets.json"
 DEBUG_ACTIONS = ("ansible.builtin.debug", "debug")
+STOP_SECONDS = 30
 
 
 def say(message: str) -> None:
@@ -156,25 +159,34 @@ def playbook(inventory: str, extravars: dict, timeout: int = 900) -> PlaybookRun
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
-    with tempfile.TemporaryDirectory(prefix="morpheus-loadtest-runner-") as private:
-        result = ansible_runner.run(
-            private_data_dir=private,
-            project_dir=str(ROOT),
-            playbook=str(PLAYBOOK),
-            inventory=str(ROOT / inventory),
-            extravars=extravars,
-            envvars=env,
-            quiet=True,
-            timeout=timeout,
-        )
-        output = result.stdout.read()
-        stats = result.stats or {}
-        messages = [
-            str(event["event_data"]["res"]["msg"])
-            for event in result.events
-            if event.get("event") == "runner_on_ok"
-            and event.get("event_data", {}).get("task_action") in DEBUG_ACTIONS
-        ]
+    # ansible-runner replaces the SIGINT and SIGTERM handlers with its own unless given a
+    # cancel callback: Ctrl-C must still end the run, and its clean-up still happen.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="morpheus-loadtest-runner-") as private:
+            result = ansible_runner.run(
+                cancel_callback=lambda: False,
+                private_data_dir=private,
+                project_dir=str(ROOT),
+                playbook=str(PLAYBOOK),
+                inventory=str(ROOT / inventory),
+                extravars=extravars,
+                envvars=env,
+                quiet=True,
+                timeout=timeout,
+            )
+            output = result.stdout.read()
+            events = list(result.events)
+            stats = result.stats or {}
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    messages = [
+        str(event["event_data"]["res"]["msg"])
+        for event in events
+        if event.get("event") == "runner_on_ok"
+        and event.get("event_data", {}).get("task_action") in DEBUG_ACTIONS
+    ]
     return PlaybookRun(result.rc, output, bool(stats.get("dark")), messages)
 
 
@@ -193,6 +205,13 @@ def make_keys(inventory: str, run: str, count: int, secrets: Path) -> dict:
             "loadtest_output": str(secrets),
         },
     )
+    missing = re.search(r"No such container: (\S+)", started.output)
+    if missing:
+        raise LoadTestError(
+            f"no platform answers: the host {missing.group(1)} of {inventory} does not run",
+            "run `make up` (`make up LAYOUT=multihost` for inventories/local-multihost); "
+            "`make status` shows what runs.",
+        )
     if started.unreachable:
         raise LoadTestError(
             f"no platform answers: the hosts of {inventory} are not reachable\n"
@@ -321,8 +340,8 @@ def execute(options: Options) -> int:
     try:
         free = len(free_addresses(subnet, used))
         users, capacity, seconds = plan(options, free)
+        keys_made = True  # from here on, revoke: an interrupted start may have made some
         target = make_keys(inventory, run, users, secrets)
-        keys_made = True
         edge = target["edge_addresses"][0]
         addresses = allocate(subnet, users, [*used, *target["host_addresses"]])
         if not edge_answers(edge):
@@ -361,7 +380,11 @@ def execute(options: Options) -> int:
             )
         code = follow(name, results / "generator.log")
     finally:
+        if not any(results.iterdir()):  # nothing ran: no empty folder left behind
+            results.rmdir()
         if docker.docker("container", "inspect", name).returncode == 0:
+            # Stopped first, so that Locust writes down the comics made so far (to delete).
+            docker.docker("stop", "--time", str(STOP_SECONDS), name, timeout=STOP_SECONDS + 30)
             docker.docker("rm", "--force", name)
         if keys_made:
             remove_keys(inventory, run, [] if options.keep_comics else comic_ids(results))
