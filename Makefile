@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test test-times up down status lint unit app-test molecule molecule-all harness lock clean
+.PHONY: help setup test test-times up down status loadtest loadtest-capacity lint unit app-test molecule molecule-all harness lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ down: ## remove everything make up created (labelled org.morpheus.local=1)
 
 status: ## the local containers and whether the edge answers
 	@python3 scripts/local status
+
+LOADTEST_ARGS = $(if $(LAYOUT),--layout $(LAYOUT)) $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))
+
+loadtest: ## load test the local platform: make loadtest [USERS=100] [DURATION=180] [LAYOUT=...]
+	@$(BIN)/python scripts/loadtest $(LOADTEST_ARGS)
+
+loadtest-capacity: ## the most users the local platform holds (API p95 <= 2 s, errors <= 1%)
+	@$(BIN)/python scripts/loadtest --capacity $(if $(LAYOUT),--layout $(LAYOUT))
 
 lint: ## yamllint, ansible-lint (production profile), ruff
 	@$(BIN)/python scripts/test --only lint
