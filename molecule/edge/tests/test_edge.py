@@ -143,12 +143,13 @@ def test_forced_renewal_is_served_without_a_failed_request(host, pebble_root):
     started = host.run(
         "systemd-run --unit=renewal-client --collect sh -c "
         f"'for i in $(seq 1 1200); do [ -e {stop} ] && break; "
-        f'curl -s -o /dev/null -w "%{{http_code}}\\n" --max-time 5 --cacert {pebble_root} '
-        f"https://{name}/health >> {log} || echo failed >> {log}; "
+        f'curl -s -o /dev/null -w "%{{http_code}}\\n" --max-time 15 --cacert {pebble_root} '
+        f'https://{name}/health >> {log} || echo "curl-exit-$?@$(date -Ins)" >> {log}; '
         "sleep 0.05; done'"
     )
     assert started.rc == 0, started.stderr
     time.sleep(2)
+    renewing = host.run("date -Ins").stdout.strip()
     # The renewal as the timer runs it (certbot renew, with the unit's environment),
     # forced, and without the random wait of up to 8 minutes that certbot takes before a
     # renewal run with no terminal (the timer's runs keep it).
@@ -176,7 +177,9 @@ def test_forced_renewal_is_served_without_a_failed_request(host, pebble_root):
         time.sleep(1)
     codes = host.file(log).content_string.split()
     assert len(codes) >= 20, codes
-    assert set(codes) == {"200"}, [code for code in codes if code != "200"]
+    failed = [code for code in codes if code != "200"]
+    # (a curl exit code with its time: 28 timed out, 7 refused, 35 TLS, 56 reset)
+    assert not failed, f"{failed} of {len(codes)} requests; the renewal started at {renewing}"
     assert after != before, (before, after)
     assert "Pebble Intermediate CA" in after
     archive = host.run(f"ls /etc/letsencrypt/archive/{name}/").stdout.split()
