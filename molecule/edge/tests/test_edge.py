@@ -136,36 +136,50 @@ def test_forced_renewal_is_served_without_a_failed_request(host, pebble_root):
     name = NAMES[0]
     before = served_certificate(host, name)
     log = "/tmp/renewal-client.log"
-    # A client making requests all along: 300 requests, about 15 s.
-    host.run("rm -f /tmp/renewal-client.log; systemctl reset-failed renewal-client || true")
+    stop = "/tmp/renewal-client.stop"
+    # A client making requests all along, from before the renewal until after nginx
+    # serves the new certificate (it stops when told to, or after 1,200 requests).
+    host.run(f"rm -f {log} {stop}; systemctl reset-failed renewal-client || true")
     started = host.run(
         "systemd-run --unit=renewal-client --collect sh -c "
-        "'for i in $(seq 1 300); do "
-        f'curl -s -o /dev/null -w "%{{http_code}}\\n" --max-time 5 --cacert {pebble_root} '
-        f"https://{name}/health >> {log} || echo failed >> {log}; "
+        f"'for i in $(seq 1 1200); do [ -e {stop} ] && break; "
+        f'curl -s -o /dev/null -w "%{{http_code}}\\n" --max-time 15 --cacert {pebble_root} '
+        f'https://{name}/health >> {log} || echo "curl-exit-$?@$(date -Ins)" >> {log}; '
         "sleep 0.05; done'"
     )
     assert started.rc == 0, started.stderr
     time.sleep(2)
-    # The renewal as the timer runs it (certbot renew, with the unit's environment), forced.
+    renewing = host.run("date -Ins").stdout.strip()
+    # The renewal as the timer runs it (certbot renew, with the unit's environment),
+    # forced, and without the random wait of up to 8 minutes that certbot takes before a
+    # renewal run with no terminal (the timer's runs keep it).
     environment = host.run("systemctl show certbot.service -p Environment --value").stdout.strip()
-    renewed = host.run(f"env {environment} certbot renew --force-renewal --cert-name {name}")
+    renewed = host.run(
+        f"env {environment} certbot renew --force-renewal --no-random-sleep-on-renew "
+        f"--cert-name {name}"
+    )
     assert renewed.rc == 0, renewed.stdout + renewed.stderr
-    for _ in range(60):
-        if host.run("systemctl is-active renewal-client").stdout.strip() != "active":
-            break
-        time.sleep(1)
-    # nginx reloads asynchronously (the hook's `systemctl reload` sends a signal): on a
-    # loaded machine the client can be done before the new workers serve the new pair.
+    # nginx reloads asynchronously (the hook's `systemctl reload` sends a signal).
     after = served_certificate(host, name)
     for _ in range(30):
         if after != before:
             break
         time.sleep(1)
         after = served_certificate(host, name)
+    time.sleep(2)
+    assert host.run("systemctl is-active renewal-client").stdout.strip() == "active", (
+        "the client stopped before the renewal was served: it proves nothing"
+    )
+    host.run(f"touch {stop}")
+    for _ in range(30):
+        if host.run("systemctl is-active renewal-client").stdout.strip() != "active":
+            break
+        time.sleep(1)
     codes = host.file(log).content_string.split()
-    assert len(codes) == 300, codes
-    assert set(codes) == {"200"}, [code for code in codes if code != "200"]
+    assert len(codes) >= 20, codes
+    failed = [code for code in codes if code != "200"]
+    # (a curl exit code with its time: 28 timed out, 7 refused, 35 TLS, 56 reset)
+    assert not failed, f"{failed} of {len(codes)} requests; the renewal started at {renewing}"
     assert after != before, (before, after)
     assert "Pebble Intermediate CA" in after
     archive = host.run(f"ls /etc/letsencrypt/archive/{name}/").stdout.split()
