@@ -55,6 +55,19 @@ def test_containers_run_the_release(host, container):
     assert "DATABASE_URL" not in env and "REDIS_URL" not in env and "SECRET_KEY" not in env
 
 
+def test_workers_yield_the_cpu_to_the_backend(host):
+    # Docker's CPU shares: a busy worker gets a quarter of what the backend gets of a
+    # contended CPU (1024, Docker's default, is left unset), and the kernel applies it.
+    assert docker_inspect(host, BACKEND)["HostConfig"]["CpuShares"] == 0
+    assert docker_inspect(host, WORKER)["HostConfig"]["CpuShares"] == 256
+    weight = host.run(
+        f"docker exec {WORKER} sh -c "
+        "'cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight'"
+    ).stdout.strip()
+    # cgroup v1 shows the shares; v2 the weight Docker converts them to.
+    assert weight in {"256", "10"}, weight
+
+
 def test_backend_is_healthy_on_the_private_address_only(host):
     state = docker_inspect(host, BACKEND)
     assert state["State"]["Health"]["Status"] == "healthy"
