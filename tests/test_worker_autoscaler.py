@@ -46,9 +46,25 @@ CASES = [
     # (why, queue, hosts, last plan, policy, expected targets, direction recorded)
     ("an empty queue keeps the minimum", Q(0, 0, 0), one_host(), Plan(), POLICY, {"w1": 1}, ""),
     ("a few jobs fit the workers there are", Q(3, 1, 5), one_host(), Plan(), POLICY, {"w1": 1}, ""),
-    ("a backlog scales out to the jobs' need", Q(7, 2, 5), one_host(), Plan(), POLICY, {"w1": 3}, "out"),
+    (
+        "a backlog scales out to the jobs' need",
+        Q(7, 2, 5),
+        one_host(),
+        Plan(),
+        POLICY,
+        {"w1": 3},
+        "out",
+    ),
     ("never above the host's maximum", Q(100, 2, 5), one_host(), Plan(), POLICY, {"w1": 3}, "out"),
-    ("a minimum above the need holds", Q(0, 0, 0), one_host(2, 2, 4), Plan(), POLICY, {"w1": 2}, ""),
+    (
+        "a minimum above the need holds",
+        Q(0, 0, 0),
+        one_host(2, 2, 4),
+        Plan(),
+        POLICY,
+        {"w1": 2},
+        "",
+    ),
     (
         "a job waiting too long asks for one more worker",
         Q(1, 2, 90),
@@ -289,6 +305,20 @@ def test_a_held_scale_in_says_why():
     assert "scale-in held: 20 s after the last change, cooldown 300 s" in decision.summary
 
 
+def test_a_held_change_says_what_it_held_back():
+    last = Plan({"w1": 1}, NOW - 5, "in")
+    assert scaler.decide(Q(20, 0, 1), one_host(1), POLICY, last, NOW).held == "scale-out"
+    last = Plan({"w1": 3}, NOW - 5, "out")
+    assert scaler.decide(Q(0, 0, 0), one_host(3), POLICY, last, NOW).held == "scale-in"
+    assert scaler.decide(Q(9, 0, 1), one_host(3), POLICY, last, NOW).held == ""
+
+
+def test_a_host_joining_the_plan_says_so():
+    decision = scaler.decide(Q(0, 0, 0), one_host(1), POLICY, Plan(), NOW)
+    assert decision.changed
+    assert decision.summary.endswith("adjusted: w1 joins with 1")
+
+
 def test_bringing_a_host_within_its_limits_leaves_the_cooldown_alone():
     last = Plan({"w1": 3, "gone": 2}, NOW - 20, "out")
     decision = scaler.decide(Q(9, 0, 1), {"w1": H(3, 1, 3)}, POLICY, last, NOW)
@@ -399,7 +429,10 @@ def test_survey_counts_the_roles_workers_and_the_added_ones():
             [("morpheus-worker-0", "exited")],
             "the role's workers do not all run (morpheus-worker-0, morpheus-worker-1)",
         ),
-        ([("morpheus-worker-0", "running")], "the role's workers do not all run (morpheus-worker-1)"),
+        (
+            [("morpheus-worker-0", "running")],
+            "the role's workers do not all run (morpheus-worker-1)",
+        ),
     ],
 )
 def test_survey_holds_during_a_rollout_or_while_the_roles_workers_are_down(names, hold):
@@ -459,15 +492,26 @@ TEMPLATE = {
         "Tmpfs": {"/tmp": "rw,noexec,nosuid,size=512m"},
         "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
         "Mounts": [
-            {"Type": "bind", "Source": "/etc/morpheus/secrets", "Target": "/run/secrets", "ReadOnly": True},
-            {"Type": "bind", "Source": "/var/lib/morpheus/storage", "Target": "/var/lib/morpheus/storage"},
+            {
+                "Type": "bind",
+                "Source": "/etc/morpheus/secrets",
+                "Target": "/run/secrets",
+                "ReadOnly": True,
+            },
+            {
+                "Type": "bind",
+                "Source": "/var/lib/morpheus/storage",
+                "Target": "/var/lib/morpheus/storage",
+            },
         ],
         "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
     },
     "NetworkSettings": {
-        "Networks": {"host": {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "n1"}}
+        "Networks": {
+            "host": {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "n1"}
+        }
     },
-}  # fmt: skip
+}
 
 
 def test_the_copy_keeps_the_hardening_and_settings_of_the_roles_worker():
@@ -511,9 +555,32 @@ def test_the_copy_keeps_a_bridge_networks_addressing():
     assert endpoints == {"backend": {"Aliases": ["worker"]}}
 
 
+def test_the_copy_keeps_the_order_of_the_environment():
+    env = scaler.worker_copy(TEMPLATE, 1)["Env"]
+    assert env[2] == "MORPHEUS_WORKER_METRICS_PORT=9202"
+    assert len(env) == len(TEMPLATE["Config"]["Env"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-06T03:45:31.123456789Z", 1796528731.123456),
+        ("2026-12-06T03:45:31Z", 1796528731.0),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        (None, None),
+        ("yesterday", None),
+    ],
+)
+def test_docker_times(text, expected):
+    assert scaler.docker_time(text) == (pytest.approx(expected) if expected else None)
+
+
 def test_a_docker_list_entry_becomes_a_container():
     entry = {"Id": "abc", "Names": ["/morpheus-worker-0"], "State": "running", "Labels": None}
-    assert scaler.container_from_api(entry) == scaler.Container("abc", "morpheus-worker-0", "running", {})
+    assert scaler.container_from_api(entry) == scaler.Container(
+        "abc", "morpheus-worker-0", "running", {}
+    )
 
 
 # --- Settings: a success table and a failure table ---------------------------------------------
@@ -534,13 +601,24 @@ GOOD = {
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({}, {"max_workers": 3, "cooldown_seconds": 30.0, "textfile": "", "state_dir": "/run/morpheus-worker-autoscaler"}),
+        (
+            {},
+            {
+                "max_workers": 3,
+                "cooldown_seconds": 30.0,
+                "textfile": "",
+                "state_dir": "/run/morpheus-worker-autoscaler",
+            },
+        ),
         ({"cooldown_seconds": "0", "max_wait_seconds": "0"}, {"cooldown_seconds": 0.0}),
         ({"min_workers": "2", "max_workers": "2"}, {"min_workers": 2}),
-        ({"textfile": "/var/lib/prometheus/node-exporter/x.prom"}, {"textfile": "/var/lib/prometheus/node-exporter/x.prom"}),
+        (
+            {"textfile": "/var/lib/prometheus/node-exporter/x.prom"},
+            {"textfile": "/var/lib/prometheus/node-exporter/x.prom"},
+        ),
         ({"interval_seconds": " 0.5 "}, {"interval_seconds": 0.5}),
     ],
-)  # fmt: skip
+)
 def test_good_settings(change, expected):
     config = scaler.parse_config({**GOOD, **change})
     for key, value in expected.items():
@@ -596,11 +674,41 @@ def test_the_settings_file(tmp_path):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://morpheus:a%2Fb%40c@10.0.0.7:6379/0\n", {"host": "10.0.0.7", "port": 6379, "user": "morpheus", "password": "a/b@c", "db": 0, "tls": False}),
-        ("rediss://:secret@redis.internal/2", {"host": "redis.internal", "port": 6379, "user": None, "password": "secret", "db": 2, "tls": True}),
-        ("redis://10.0.0.7:6380", {"host": "10.0.0.7", "port": 6380, "user": None, "password": None, "db": 0, "tls": False}),
+        (
+            "redis://morpheus:a%2Fb%40c@10.0.0.7:6379/0\n",
+            {
+                "host": "10.0.0.7",
+                "port": 6379,
+                "user": "morpheus",
+                "password": "a/b@c",
+                "db": 0,
+                "tls": False,
+            },
+        ),
+        (
+            "rediss://:secret@redis.internal/2",
+            {
+                "host": "redis.internal",
+                "port": 6379,
+                "user": None,
+                "password": "secret",
+                "db": 2,
+                "tls": True,
+            },
+        ),
+        (
+            "redis://10.0.0.7:6380",
+            {
+                "host": "10.0.0.7",
+                "port": 6380,
+                "user": None,
+                "password": None,
+                "db": 0,
+                "tls": False,
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_redis_urls(url, expected):
     assert scaler.redis_address(url) == expected
 
@@ -700,7 +808,14 @@ def test_the_figures_parse_as_prometheus_text():
         draining=["morpheus-worker-auto-blue-2"],
     )
     text = scaler.render_metrics(
-        found, 2, config, Q(3, 1, 7.5), Plan({"w1": 2}, 123.0, "out"), {"added": 2, "drained": 1}, True, 456.0
+        found,
+        2,
+        config,
+        Q(3, 1, 7.5),
+        Plan({"w1": 2}, 123.0, "out"),
+        {"added": 2, "drained": 1},
+        True,
+        456.0,
     )
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
