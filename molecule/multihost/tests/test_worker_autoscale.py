@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 import testinfra
-from conftest import PROJECT, assert_service_up
+from conftest import PROJECT, ansible_playbook, assert_service_up
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
@@ -184,6 +184,35 @@ def test_the_autoscaler_runs_with_its_settings(host):
     assert "password" not in config.content_string
     checked = host.run(f"/usr/local/sbin/{UNIT} --check-config {CONFIG}")
     assert checked.rc == 0, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            {"worker_autoscale_min": 3, "worker_autoscale_max": 2},
+            "the counts must nest, worker_containers (1) <= worker_autoscale_min (3) <= "
+            "worker_autoscale_max (2) <= 32",
+        ),
+        (
+            {"worker_autoscale_cooldown_seconds": -5},
+            "worker_autoscale_cooldown_seconds must be 0 or more seconds, not -5",
+        ),
+        (
+            {"worker_autoscale_max": "lots"},
+            "argument 'worker_autoscale_max' is of type str and we were unable to convert to int",
+        ),
+    ],
+)
+def test_bad_autoscaling_input_stops_before_any_change(host, bad, message):
+    before = host.file(CONFIG).content_string
+    code, output = ansible_playbook(
+        PROJECT / "playbooks" / "site.yml", bad, tags="worker", options=["--limit", "workers"]
+    )
+    assert code != 0, output[-3000:]
+    assert message in output, output[-3000:]
+    assert "changed=0" in output, output[-3000:]
+    assert host.file(CONFIG).content_string == before
 
 
 def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once(host, submitter):
