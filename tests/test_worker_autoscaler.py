@@ -555,6 +555,40 @@ def test_the_copy_keeps_a_bridge_networks_addressing():
     assert endpoints == {"backend": {"Aliases": ["worker"]}}
 
 
+def test_the_roles_hardened_worker_may_be_copied():
+    assert scaler.template_problems(TEMPLATE) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"HostConfig": {"Privileged": True}}, "it is privileged"),
+        ({"HostConfig": {"CapDrop": []}}, "it does not drop every capability"),
+        ({"HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "it does not drop every capability"),
+        ({"HostConfig": {"SecurityOpt": []}}, "it may gain privileges (no no-new-privileges)"),
+        ({"HostConfig": {"ReadonlyRootfs": False}}, "its root file system is writable"),
+        ({"HostConfig": {"PidsLimit": 0}}, "its processes are not limited"),
+        (
+            {"Config": {"Labels": {"org.morpheus.role": "backend"}}},
+            "it is not one of the role's workers",
+        ),
+        (
+            {
+                "Config": {
+                    "Labels": {"org.morpheus.role": "worker", "org.morpheus.autoscaled": "true"}
+                }
+            },
+            "it is not one of the role's workers",
+        ),
+    ],
+)
+def test_a_worker_changed_by_hand_is_not_copied(change, problem):
+    template = json.loads(json.dumps(TEMPLATE))
+    for part, values in change.items():
+        template[part].update(values)
+    assert problem in scaler.template_problems(template)
+
+
 def test_the_copy_keeps_the_order_of_the_environment():
     env = scaler.worker_copy(TEMPLATE, 1)["Env"]
     assert env[2] == "MORPHEUS_WORKER_METRICS_PORT=9202"
