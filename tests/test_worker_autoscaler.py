@@ -6,7 +6,10 @@ import importlib.machinery
 import importlib.util
 import json
 import sys
+import threading
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -877,3 +880,212 @@ def test_a_failed_round_still_writes_its_figures():
     assert "morpheus_worker_autoscaler_up" in names
     assert "morpheus_worker_autoscaler_workers" not in names
     assert "morpheus_worker_autoscaler_up 0" in text
+
+
+# --- The agent on one host: a stand-in for Docker, the machine's real Redis ----------------------
+class FakeDocker:
+    """Docker's containers as the agent sees them through the API, kept in a dict; the
+    calls that change something are recorded. A stop ends the container at once."""
+
+    def __init__(self, template):
+        self.containers = {}
+        self.calls = []
+        self.add("morpheus-worker-0", template)
+
+    def add(self, name, inspect, state="running"):
+        inspect = json.loads(json.dumps(inspect))
+        inspect.update({"Id": f"id-{name}", "Name": f"/{name}", "State": {"Status": state}})
+        self.containers[name] = inspect
+        return inspect
+
+    def _by_id(self, ident):
+        return next(c for n, c in self.containers.items() if ident in (c["Id"], n))
+
+    def workers(self):
+        return [
+            scaler.Container(c["Id"], name, c["State"]["Status"], c["Config"]["Labels"])
+            for name, c in self.containers.items()
+        ]
+
+    def inspect(self, ident):
+        return self._by_id(ident)
+
+    def create(self, name, body):
+        self.calls.append(("create", name))
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        self.add(name, {"Config": config, "HostConfig": body["HostConfig"]}, "created")
+        return f"id-{name}"
+
+    def start(self, ident):
+        self.calls.append(("start", self._by_id(ident)["Name"][1:]))
+        self._by_id(ident)["State"]["Status"] = "running"
+
+    def keep_down(self, ident):
+        self.calls.append(("keep_down", self._by_id(ident)["Name"][1:]))
+
+    def stop(self, ident, stop_timeout):
+        container = self._by_id(ident)
+        self.calls.append(("stop", container["Name"][1:], stop_timeout))
+        container["State"] = {
+            "Status": "exited",
+            "ExitCode": 0,
+            "FinishedAt": "0001-01-01T00:00:00Z",
+        }
+
+    def remove(self, ident):
+        name = self._by_id(ident)["Name"][1:]
+        self.calls.append(("remove", name))
+        del self.containers[name]
+
+    def names(self):
+        return sorted(self.containers)
+
+    def made(self, action):
+        return [call[1] for call in self.calls if call[0] == action]
+
+
+@pytest.fixture()
+def host_agent(tmp_path):
+    """An agent for host w1 (1 to 3 workers, no cooldown) on a queue of its own in the
+    machine's Redis (database 15), with its Docker stood in for."""
+    url_file = tmp_path / "url"
+    url_file.write_text("redis://127.0.0.1:6379/15")
+    redis = scaler.Redis(str(url_file), timeout=2)
+    try:
+        redis.call("PING")
+    except scaler.RedisError as exc:
+        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+    queue = f"autoscale-agent-{uuid.uuid4().hex[:8]}"
+    template = json.loads(json.dumps(TEMPLATE))
+    template["Config"]["Env"].append(f"MORPHEUS_QUEUE_NAME={queue}")
+    template["Config"]["Labels"]["org.morpheus.slot"] = "blue"
+    template["Config"]["Env"][2] = "MORPHEUS_WORKER_METRICS_PORT=9101"
+    config = scaler.parse_config(
+        {
+            **GOOD,
+            "host": "w1",
+            "cooldown_seconds": "0",
+            "redis_url_file": str(url_file),
+            "textfile": str(tmp_path / "morpheus_worker_autoscaler.prom"),
+            "state_dir": str(tmp_path / "state"),
+        }
+    )
+    docker = FakeDocker(template)
+    agent = scaler.Agent(config, docker=docker, redis=redis)
+    yield SimpleNamespace(agent=agent, docker=docker, redis=redis, bull=f"bull:{queue}")
+    for pattern in (f"bull:{queue}:*", f"morpheus:{queue}:*"):
+        _, keys = redis.call("SCAN", 0, "MATCH", pattern, "COUNT", 1000)
+        if keys:
+            redis.call("DEL", *keys)
+    redis.close()
+
+
+def settle():
+    """Let the drains the agent started in threads make their call."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("stop "):
+            thread.join(timeout=5)
+
+
+def test_the_agent_adds_copies_for_a_backlog_and_drains_them_when_it_is_gone(
+    host_agent, caplog, tmp_path
+):
+    agent, docker, redis, bull = (
+        host_agent.agent,
+        host_agent.docker,
+        host_agent.redis,
+        host_agent.bull,
+    )
+    caplog.set_level("INFO", logger="morpheus-worker-autoscaler")
+    redis.call("LPUSH", f"{bull}:wait", *[f"job-{n}" for n in range(10)])
+    agent.round()
+    assert docker.made("create") == ["morpheus-worker-auto-blue-1", "morpheus-worker-auto-blue-2"]
+    assert docker.made("start") == docker.made("create")
+    copy = docker.inspect("morpheus-worker-auto-blue-2")
+    assert "MORPHEUS_WORKER_METRICS_PORT=9103" in copy["Config"]["Env"]
+    assert copy["HostConfig"] == TEMPLATE["HostConfig"]
+    assert any(r.message.startswith("scale out: 10 waiting") for r in caplog.records)
+    text = (tmp_path / "morpheus_worker_autoscaler.prom").read_text()
+    assert 'morpheus_worker_autoscaler_workers{state="running"} 3' in text
+    assert "morpheus_worker_autoscaler_target_workers 3" in text
+
+    # The queue empties: the newest go first, each told to stop the way docker stop does.
+    redis.call("DEL", f"{bull}:wait")
+    agent.round()
+    settle()
+    assert docker.made("keep_down") == [
+        "morpheus-worker-auto-blue-2",
+        "morpheus-worker-auto-blue-1",
+    ]
+    assert ("stop", "morpheus-worker-auto-blue-2", 660) in docker.calls
+    assert set(json.loads((tmp_path / "state" / "draining.json").read_text())) == {
+        "morpheus-worker-auto-blue-1",
+        "morpheus-worker-auto-blue-2",
+    }
+    assert "morpheus-worker-0" not in docker.made("stop")
+
+    # Once they have exited they are removed, and said to have drained.
+    agent.round()
+    assert docker.names() == ["morpheus-worker-0"]
+    assert sorted(docker.made("remove")) == [
+        "morpheus-worker-auto-blue-1",
+        "morpheus-worker-auto-blue-2",
+    ]
+    assert json.loads((tmp_path / "state" / "draining.json").read_text()) == {}
+    drained = [r.message for r in caplog.records if ": drained " in r.message]
+    assert len(drained) == 2 and all("exit code 0; removed" in m for m in drained), drained
+
+
+def test_the_agent_leaves_the_host_alone_while_a_release_rolls_out(host_agent, caplog):
+    agent, docker, redis, bull = (
+        host_agent.agent,
+        host_agent.docker,
+        host_agent.redis,
+        host_agent.bull,
+    )
+    docker.add("morpheus-worker-0-next", docker.inspect("morpheus-worker-0"))
+    redis.call("LPUSH", f"{bull}:wait", *[f"job-{n}" for n in range(10)])
+    agent.round()
+    assert docker.calls == []
+    assert any("a release is rolling out" in r.message for r in caplog.records)
+
+
+def test_the_agent_replaces_a_worker_of_another_release(host_agent):
+    agent, docker, redis, bull = (
+        host_agent.agent,
+        host_agent.docker,
+        host_agent.redis,
+        host_agent.bull,
+    )
+    old = json.loads(json.dumps(docker.inspect("morpheus-worker-0")))
+    old["Config"]["Labels"].update(
+        {
+            "org.morpheus.release": "r1",
+            "org.morpheus.autoscaled": "true",
+            "org.morpheus.autoscale.index": "1",
+        }
+    )
+    docker.add("morpheus-worker-auto-green-1", old)
+    redis.call("LPUSH", f"{bull}:wait", *[f"job-{n}" for n in range(5)])
+    agent.round()
+    settle()
+    assert docker.made("keep_down") == ["morpheus-worker-auto-green-1"]
+    # Its replacement runs the release of morpheus-worker-0, on its slot.
+    assert docker.made("create") == ["morpheus-worker-auto-blue-1"]
+
+
+def test_the_agent_does_not_copy_a_worker_out_of_its_hardening(host_agent, caplog):
+    agent, docker, redis, bull = (
+        host_agent.agent,
+        host_agent.docker,
+        host_agent.redis,
+        host_agent.bull,
+    )
+    docker.inspect("morpheus-worker-0")["HostConfig"]["CapDrop"] = []
+    redis.call("LPUSH", f"{bull}:wait", *[f"job-{n}" for n in range(10)])
+    agent.round()
+    assert docker.made("create") == []
+    assert any(
+        "is not fit to copy (it does not drop every capability)" in r.message
+        for r in caplog.records
+    )
