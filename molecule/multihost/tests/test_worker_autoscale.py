@@ -69,9 +69,12 @@ def settings(host) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def workers(host) -> list[str]:
+def workers(host, present: bool = False) -> list[str]:
+    """The worker containers that run; with `present`, those that have stopped but are
+    not removed yet too (the autoscaler removes a drained one at its next round)."""
     out = host.check_output(
-        "docker ps --filter label=org.morpheus.role=worker --format '{{.Names}}'"
+        f"docker ps {'--all' if present else ''} --filter label=org.morpheus.role=worker "
+        "--format '{{.Names}}'"
     )
     return sorted(out.split())
 
@@ -159,16 +162,48 @@ def submitter():
     comics.clean()
 
 
-def wait_for_count(host, count: int, timeout: float) -> float:
+def wait_for_count(host, count: int, timeout: float, present: bool = False) -> float:
     started = time.monotonic()
-    while (seen := len(workers(host))) != count:
+    while (seen := len(workers(host, present))) != count:
         if time.monotonic() - started > timeout:
             pytest.fail(
-                f"{seen} workers, not {count}, after {timeout:.0f} s: {workers(host)}\n"
+                f"{seen} workers, not {count}, after {timeout:.0f} s: {workers(host, True)}\n"
                 + "\n".join(journal_since(host, time.time() - timeout)[-30:])
             )
         time.sleep(1)
     return time.monotonic() - started
+
+
+def follow_logs(host, names: list[str]) -> list[str]:
+    """Keep each container's log in a file of the host past its removal; returns the files."""
+    files = []
+    for name in names:
+        log_file = f"/root/autoscale-drill-{name}.log"
+        started = host.run(
+            f"systemd-run --unit=autoscale-drill-log-{name} --collect sh -c "
+            f"'docker logs -f {name} > {log_file} 2>&1'"
+        )
+        assert started.rc == 0, started.stderr
+        files.append(log_file)
+    return files
+
+
+def drains_seen(host, log_file: str) -> tuple[list[str], list[str], list[str]]:
+    """From a worker's JSON log: the comics in hand when it began to drain, those it
+    finished after that, and the lines that say a job went back to the queue."""
+    in_hand, finished, handed_back, draining = [], [], [], False
+    for line in host.file(log_file).content_string.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "draining":
+            draining, in_hand = True, list(event.get("in_flight") or [])
+        elif draining and event.get("event") == "job finished":
+            finished.append(event.get("comic_id"))
+        elif event.get("event") in ("job moved back to the queue", "grace period over"):
+            handed_back.append(line)
+    return in_hand, finished, handed_back
 
 
 def test_the_autoscaler_runs_with_its_settings(host):
@@ -223,7 +258,7 @@ def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once
     assert high > low, limits
     assert math.ceil(BACKLOG / jobs_per_worker) >= high, "the backlog must ask for the maximum"
     # Earlier checks may have left added workers: the host is at its minimum first.
-    wait_for_count(host, low, cooldown + 60)
+    wait_for_count(host, low, cooldown + 60, present=True)
     started_at = time.time()
 
     started = time.monotonic()
@@ -251,13 +286,14 @@ def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once
         assert "no-new-privileges:true" in copy["HostConfig"]["SecurityOpt"]
         assert copy["HostConfig"]["ReadonlyRootfs"] is True
     assert len(ports) == len(added), f"metrics ports shared: {ports}"
+    log_files = follow_logs(host, added)
 
     # A trickle keeps jobs running when the cooldown ends: the scale-in drains workers
     # that may hold one.
     for _ in range(TRICKLE):
         submitter.submit(1)
         time.sleep(2)
-    back_after = wait_for_count(host, low, cooldown + 180)
+    back_after = wait_for_count(host, low, cooldown + 180, present=True)
     scaled_in = time.monotonic() - started
 
     deadline = time.monotonic() + 240
@@ -279,10 +315,19 @@ def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once
     # Docker's stop never had to kill one: each exited by itself once its jobs were done.
     assert all(line.rstrip().endswith("exit code 0; removed") for line in drained), drained
     assert not any("killed" in line or "SIGKILL" in line for line in lines), lines
+    # Each added worker drained: the jobs it held when told to stop, it finished.
+    held_jobs = 0
+    for log_file in log_files:
+        in_hand, finished, handed_back = drains_seen(host, log_file)
+        assert not handed_back, f"{log_file}: {handed_back}"
+        assert set(in_hand) <= set(finished), f"{log_file}: held {in_hand}, finished {finished}"
+        held_jobs += len(in_hand)
+    host.run("rm -f /root/autoscale-drill-*.log")
     say(
         f"autoscaling: {BACKLOG} comics queued, {low} -> {high} workers in {scaled_out:.0f} s "
         f"({out_after:.0f} s of waiting); back to {low} {scaled_in:.0f} s after the first "
         f"submission ({back_after:.0f} s after the trickle of {TRICKLE}), cooldown "
-        f"{cooldown:g} s; {len(states)} comics completed at attempt 1; "
+        f"{cooldown:g} s; {len(states)} comics completed at attempt 1; {held_jobs} jobs "
+        f"in hand when a worker was told to drain, all finished there; "
         f"drains: {'; '.join(line.split(': ', 1)[1] for line in drained)}"
     )
