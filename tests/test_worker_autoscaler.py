@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -1089,3 +1090,22 @@ def test_the_agent_does_not_copy_a_worker_out_of_its_hardening(host_agent, caplo
         "is not fit to copy (it does not drop every capability)" in r.message
         for r in caplog.records
     )
+
+
+def test_a_drain_lost_by_a_restart_is_started_again_after_the_stop_timeout(host_agent, tmp_path):
+    agent, docker = host_agent.agent, host_agent.docker
+    added = json.loads(json.dumps(docker.inspect("morpheus-worker-0")))
+    added["Config"]["Labels"].update(
+        {"org.morpheus.autoscaled": "true", "org.morpheus.autoscale.index": "1"}
+    )
+    docker.add("morpheus-worker-auto-blue-1", added)
+    # Its drain began 5 s ago: left alone, and not counted as a worker taking jobs.
+    agent.draining = {"morpheus-worker-auto-blue-1": time.time() - 5}
+    agent.round()
+    settle()
+    assert docker.made("stop") == []
+    # Past its stop timeout (660 s) and a minute: stopped again.
+    agent.draining = {"morpheus-worker-auto-blue-1": time.time() - 721}
+    agent.round()
+    settle()
+    assert docker.made("stop") == ["morpheus-worker-auto-blue-1"]
