@@ -527,3 +527,22 @@ def test_production_publishes_grafana_on_the_edge_from_the_monitoring_host(tmp_p
 
 def test_the_local_layouts_run_no_grafana():
     assert host_value(ROOT / "inventories" / "local", "morpheus-local", "nginx_monitor_name") == ""
+
+
+def test_the_workers_an_autoscaler_may_add_are_scraped_and_let_through():
+    """The local layouts scale each worker host from one worker to three: Prometheus
+    scrapes, and the firewall opens to the monitoring host, the metrics port of each in
+    both slots. Production, without autoscaling, keeps one a slot."""
+    local = ROOT / "inventories" / "local-multihost"
+    host = "morpheus-local-worker-1"
+    assert host_value(local, host, "worker_autoscale_enabled") is True
+    ports = host_value(local, host, "prometheus_worker_ports")
+    assert ports == [9101, 9102, 9103, 9201, 9202, 9203]
+    rules = " ".join(host_value(local, host, "common_firewall_extra_rules"))
+    for port in ("9102", "9103", "9202", "9203"):
+        assert port in rules, rules
+
+
+def test_production_runs_as_many_workers_as_worker_containers(tmp_path):
+    inventory = filled_production(tmp_path)
+    assert host_value(inventory, "production-worker-1", "prometheus_worker_ports") == [9101, 9201]
