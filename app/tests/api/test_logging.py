@@ -132,8 +132,15 @@ class _Collector(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
+        # As Sentry's server does: the SDK compresses with Brotli when the process can
+        # import it (another package may bring it), else with gzip.
+        encoding = self.headers.get("Content-Encoding")
+        if encoding == "gzip":
             body = gzip.decompress(body)
+        elif encoding == "br":
+            import brotli  # only there when the SDK chose it
+
+            body = brotli.decompress(body)
         _Collector.received.append(body)
         self.send_response(200)
         self.end_headers()
