@@ -4,10 +4,10 @@ stand-in for its Docker CLI, the local inventories and free ports."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
+import docker_stand_in
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -17,28 +17,10 @@ from morpheus_local import hosts, process
 
 @pytest.fixture
 def fake_docker(monkeypatch):
-    """Replace the Docker CLI of morpheus_local, the one thing its tests mock.
-
-    fake_docker({"substring": answer, ...}) answers each call with the first answer
-    whose key is in the command line: a string is the output of a success, a tuple
-    (returncode, stdout, stderr) anything else; no key: a success with no output.
-    Returns the list of calls made, each the tuple of arguments after `docker`.
-    """
-
-    def install(answers: dict[str, str | tuple[int, str, str]]) -> list[tuple[str, ...]]:
-        calls: list[tuple[str, ...]] = []
-
-        def docker(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-            calls.append(args)
-            line = " ".join(args)
-            answer = next((a for key, a in answers.items() if key in line), "")
-            code, out, err = (0, answer, "") if isinstance(answer, str) else answer
-            return subprocess.CompletedProcess(["docker", *args], code, out, err)
-
-        monkeypatch.setattr(process, "docker", docker)
-        return calls
-
-    return install
+    """Replace the Docker CLI of morpheus_local, the one thing its tests mock:
+    fake_docker({"substring": answer, ...}) returns the calls made (docker_stand_in.install
+    says how answers are chosen)."""
+    return lambda answers: docker_stand_in.install(monkeypatch, process, answers)
 
 
 @pytest.fixture(scope="session")
