@@ -14,6 +14,7 @@ from morpheus.db.session import (
     get_sessionmaker,
     make_engine,
     make_sessionmaker,
+    on_unavailable,
     retry_on_disconnect,
     session_scope,
 )
@@ -129,5 +130,60 @@ def test_an_unreachable_database_is_unavailable_not_broken(database_url: str) ->
         with pytest.raises(OperationalError) as caught, engine.connect():
             pass
         assert database_unavailable(caught.value)
+    finally:
+        engine.dispose()
+
+
+def test_the_engine_tells_of_each_error_that_means_the_database_cannot_answer(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=100)
+    met: list[int] = []
+    on_unavailable(engine, lambda: met.append(1))
+    try:
+        with engine.connect() as conn, pytest.raises(ProgrammingError):
+            conn.execute(text("SELECT * FROM no_such_table"))
+        assert met == []  # a wrong statement says nothing of the database
+        with engine.connect() as conn, pytest.raises(OperationalError):
+            conn.execute(text("SELECT pg_sleep(3)"))
+        assert met == [1]
+        with engine.connect() as conn, pytest.raises(OperationalError):
+            conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        assert met == [1, 1]
+    finally:
+        engine.dispose()
+
+
+def test_a_pooled_connection_found_dead_and_replaced_is_not_told(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    met: list[int] = []
+    on_unavailable(engine, lambda: met.append(1))
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        # The pooled connection dies while it waits in the pool (a server restart does
+        # that to every one): its ping before use fails, and the pool opens another.
+        with psycopg.connect(
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        assert met == []
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_database_is_told(database_url: str) -> None:
+    url = make_url(database_url).set(port=1).render_as_string(hide_password=False)
+    engine = make_engine(url, pool_size=1, max_overflow=0, connect_timeout=1)
+    met: list[int] = []
+    on_unavailable(engine, lambda: met.append(1))
+    try:
+        with pytest.raises(OperationalError), engine.connect():
+            pass
+        assert met == [1]
     finally:
         engine.dispose()

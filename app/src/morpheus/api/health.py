@@ -1,4 +1,9 @@
-"""Liveness, readiness and the Prometheus endpoint, answered on every host name."""
+"""Liveness, readiness and the Prometheus endpoint, answered on every host name.
+
+Readiness and the summary report the process's latest round of checks of PostgreSQL and
+Redis (:mod:`morpheus.services.readiness`): shared by concurrent requests and reused for
+up to a second, never past a failure.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from morpheus import __version__
-from morpheus.api.checks import check_postgres, check_redis
 from morpheus.api.metrics import render_metrics
 from morpheus.logging import get_logger
 from morpheus.queue.metrics import refresh_queue_gauges
@@ -24,22 +28,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 QUEUE_SCRAPE_TIMEOUT_SECONDS = 2.0
 
 
-async def _checks(ctx: AppContext) -> dict[str, str]:
-    async def run(name: str, check: Any) -> tuple[str, str]:
-        try:
-            await check
-        except Exception as exc:
-            log.warning("readiness check failed", check=name, error=repr(exc))
-            return name, "unavailable"
-        return name, "ok"
-
-    results = await asyncio.gather(
-        run("postgresql", check_postgres(ctx.engine)),
-        run("redis", check_redis(ctx.redis)),
-    )
-    return dict(results)
-
-
 @router.get("/health/live")
 async def live() -> JSONResponse:
     """The process answers; nothing else is touched."""
@@ -50,12 +38,12 @@ async def live() -> JSONResponse:
 async def ready(ctx: Context) -> JSONResponse:
     """PostgreSQL and Redis answer; 503 naming each one that does not. The release id
     lets a deploy check that a new container runs the release it started."""
-    checks = await _checks(ctx)
-    failed = sorted(name for name, state in checks.items() if state != "ok")
+    found = await ctx.readiness.current()
+    failed = found.failed
     body: dict[str, Any] = {
         "status": "ok" if not failed else "unavailable",
         "release_id": ctx.settings.release_id,
-        "checks": checks,
+        "checks": found.checks,
     }
     if failed:
         body["failed"] = failed
@@ -65,15 +53,14 @@ async def ready(ctx: Context) -> JSONResponse:
 @router.get("/health")
 async def summary(ctx: Context) -> JSONResponse:
     """Version, release and the state of each dependency (always 200: readiness gates)."""
-    checks = await _checks(ctx)
-    healthy = all(state == "ok" for state in checks.values())
+    found = await ctx.readiness.current()
     return JSONResponse(
         {
-            "status": "ok" if healthy else "degraded",
+            "status": "degraded" if found.failed else "ok",
             "version": __version__,
             "release_id": ctx.settings.release_id,
             "environment": ctx.settings.environment,
-            "checks": checks,
+            "checks": found.checks,
         },
         headers=NO_STORE,
     )

@@ -10,7 +10,8 @@ the pool: each is pinged when checked out (``pool_pre_ping``) and replaced when 
 fails. A connection that dies between the ping and the query fails the transaction;
 :func:`retry_on_disconnect` runs a read transaction once more on a fresh connection, and
 :func:`database_unavailable` tells the web layer which errors mean "the database cannot
-answer now" (503), not "the program is wrong" (500).
+answer now" (503), not "the program is wrong" (500), and :func:`on_unavailable` tells
+whoever asks (the readiness checks) each time the engine meets such an error.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -172,6 +173,24 @@ def database_unavailable(exc: BaseException) -> bool:
     with no connection to give within ``db_pool_timeout_seconds``.
     """
     return isinstance(exc, OperationalError | PoolTimeoutError) or is_disconnect(exc)
+
+
+def on_unavailable(engine: Engine, callback: Callable[[], None]) -> None:
+    """Call ``callback`` each time ``engine`` meets an error that means the database
+    cannot answer now: a connection refused or dropped, a server shutting down, a
+    statement timeout. It runs in the thread that met the error, so it must be quick and
+    thread-safe. A pooled connection found dead by its ping before use is not such an
+    error: the pool replaces it, and only a failure to do so counts.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _met_unavailable(context: ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return
+        if context.is_disconnect or isinstance(
+            context.original_exception, psycopg.OperationalError
+        ):
+            callback()
 
 
 def _log_retry(state: RetryCallState) -> None:

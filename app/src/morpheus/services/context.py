@@ -10,21 +10,23 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
-from morpheus.db.session import make_engine, make_sessionmaker
+from morpheus.db.session import make_engine, make_sessionmaker, on_unavailable
 from morpheus.services.ratelimit import RateLimiter, make_redis_client
+from morpheus.services.readiness import POSTGRESQL, REDIS, Readiness, service_readiness
 from morpheus.settings import Settings
 
 
 @dataclass
 class AppContext:
-    """Settings, the database engine and sessions, the Redis client, the rate limiter and
-    the bound on novels read at once."""
+    """Settings, the database engine and sessions, the Redis client, the rate limiter, the
+    readiness of PostgreSQL and Redis, and the bound on novels read at once."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
     limiter: RateLimiter
+    readiness: Readiness
     # Novels read at once (each in a child process) by this process.
     extractions: anyio.CapacityLimiter = field(init=False)
 
@@ -42,10 +44,15 @@ class AppContext:
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         client = make_redis_client(settings.redis_url)
+        readiness = service_readiness(engine, client)
+        # What the process's own requests meet counts too: a failure is never hidden by
+        # a round that passed before it.
+        on_unavailable(engine, lambda: readiness.saw_failure(POSTGRESQL))
         limiter = RateLimiter(
             client,
             f"morpheus:{settings.queue_name}:ratelimit",
             enabled=settings.rate_limit_enabled,
+            on_unavailable=lambda: readiness.saw_failure(REDIS),
         )
         return cls(
             settings=settings,
@@ -53,6 +60,7 @@ class AppContext:
             sessions=make_sessionmaker(engine),
             redis=client,
             limiter=limiter,
+            readiness=readiness,
         )
 
     async def close(self) -> None:

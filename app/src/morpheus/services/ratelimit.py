@@ -7,7 +7,9 @@ burst at a window's edge gets twice the limit through.
 When Redis does not answer within the timeout, a limit that guards a secret (the login
 throttle) fails closed: :class:`LimiterUnavailable`, which the routes answer with a 503.
 Any other limit lets the request through, so that an outage of the limiter does not take
-the service down with it; that choice is logged once per outage, when it begins.
+the service down with it; that choice is logged once per outage, when it begins. Each
+failure is also told to ``on_unavailable``, if given (the readiness checks, which then
+check Redis anew).
 
 Beside the per-address login throttle, :class:`AccountLockout` counts failed logins per
 account (from any address, names of no account alike): after a few in a row the account
@@ -57,10 +59,18 @@ class Decision:
 class RateLimiter:
     """Counts hits per limit name and key in Redis, under ``prefix``."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        enabled: bool = True,
+        on_unavailable: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.enabled = enabled
+        self.on_unavailable = on_unavailable
         # The limiter shares the client's connections (and so its timeouts).
         self.storage = RedisStorage(
             "async+redis://",
@@ -97,6 +107,8 @@ class RateLimiter:
         return Decision(allowed, limit, retry_after)
 
     def unavailable(self, name: str, limit: int, exc: Exception, *, fail_closed: bool) -> Decision:
+        if self.on_unavailable is not None:
+            self.on_unavailable()
         if not self.outage:
             self.outage = True
             log.warning(

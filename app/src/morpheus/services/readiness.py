@@ -1,0 +1,151 @@
+"""Readiness of the backing services (PostgreSQL, Redis), checked at most about once a
+second per process, however often the probes ask.
+
+Docker, the load balancers, Prometheus' blackbox exporter, a deploy's gate and the load
+test ask ``/health`` and ``/health/ready`` many times a second; each request used to
+check both services itself. Now a process checks them in rounds, and:
+
+- concurrent requests share the round under way instead of starting their own;
+- a round in which every service answered is reused for :data:`MAX_AGE_SECONDS` from its
+  start, so a service that dies is reported within that period plus one round (each
+  check bounded by :data:`CHECK_TIMEOUT_SECONDS`);
+- a round in which a service failed is never reused: the next request starts a new one,
+  so a service that comes back is seen with the next round;
+- a service never reads "ok" from a round that started before the process last met it
+  failing (:meth:`Readiness.saw_failure`: a request whose database connection was
+  refused or dropped, a rate limit whose Redis did not answer): such a round is not
+  reused, and one that was under way reports that service unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+import redis.asyncio as redis
+from sqlalchemy import Engine, text
+
+from morpheus.logging import get_logger
+
+# Its lines keep the logger name they had when the checks lived in the API's health
+# routes, so that log queries selecting on it still find them.
+log = get_logger("morpheus.api.health")
+
+CHECK_TIMEOUT_SECONDS = 2.0
+# How long a round in which every service answered is reused, from its start.
+MAX_AGE_SECONDS = 1.0
+
+POSTGRESQL = "postgresql"
+REDIS = "redis"
+
+State = Literal["ok", "unavailable"]
+Check = Callable[[], Awaitable[None]]
+
+
+def _ping_postgres(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def check_postgres(engine: Engine, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
+    """Raise when PostgreSQL does not answer ``SELECT 1`` within ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        await anyio.to_thread.run_sync(_ping_postgres, engine, abandon_on_cancel=True)
+
+
+async def check_redis(client: redis.Redis, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
+    """Raise when Redis does not answer PING within ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        if not await client.ping():
+            raise ConnectionError("Redis did not answer PING")
+
+
+@dataclass(frozen=True)
+class Round:
+    """The state of each service as one round of checks found it."""
+
+    checks: dict[str, State]
+    # When the round started (the clock of :class:`Readiness`).
+    started: float
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(name for name, state in self.checks.items() if state != "ok")
+
+
+class Readiness:
+    """The services' state for one process, checked in shared, briefly reused rounds."""
+
+    def __init__(
+        self,
+        checks: Mapping[str, Check],
+        *,
+        max_age: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.checks = dict(checks)
+        self.max_age = max_age
+        self.clock = clock
+        self._latest: Round | None = None
+        self._running: asyncio.Task[Round] | None = None
+        # When the process last met each service failing (written from any thread).
+        self._failed_at: dict[str, float] = {}
+
+    def saw_failure(self, name: str) -> None:
+        """The process met ``name`` failing: no earlier round may call it "ok" any more.
+        Safe from any thread (the database's errors are met in the thread pool)."""
+        self._failed_at[name] = self.clock()
+
+    def _last_failure(self, name: str) -> float:
+        return self._failed_at.get(name, -math.inf)
+
+    def _reusable(self, found: Round) -> bool:
+        return self.clock() - found.started < self.max_age and all(
+            found.started > self._last_failure(name) for name in found.checks
+        )
+
+    async def current(self) -> Round:
+        """The latest round while it may be reused, else the one under way, else a new one."""
+        latest = self._latest
+        if latest is not None and self._reusable(latest):
+            return latest
+        loop = asyncio.get_running_loop()
+        running = self._running
+        if running is None or running.done() or running.get_loop() is not loop:
+            running = self._running = loop.create_task(self._round())
+        # A request that goes away (its client hung up) leaves the round to the others.
+        return await asyncio.shield(running)
+
+    async def _round(self) -> Round:
+        started = self.clock()
+        answered = await asyncio.gather(*(self._check(n, c) for n, c in self.checks.items()))
+        checks: dict[str, State] = {
+            name: "ok" if ok and started > self._last_failure(name) else "unavailable"
+            for name, ok in zip(self.checks, answered, strict=True)
+        }
+        found = Round(checks, started)
+        self._latest = None if found.failed else found
+        return found
+
+    async def _check(self, name: str, check: Check) -> bool:
+        try:
+            await check()
+        except Exception as exc:
+            log.warning("readiness check failed", check=name, error=repr(exc))
+            return False
+        return True
+
+
+def service_readiness(engine: Engine, client: redis.Redis) -> Readiness:
+    """The readiness of this process's PostgreSQL (through ``engine``) and Redis."""
+    return Readiness(
+        {
+            POSTGRESQL: lambda: check_postgres(engine),
+            REDIS: lambda: check_redis(client),
+        }
+    )
