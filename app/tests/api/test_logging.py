@@ -41,6 +41,8 @@ FAKE_KEY = "mph_0123456789ab_" + "S3cr3tPart" * 4
         ({"event": f"key {FAKE_KEY} used"}, FAKE_KEY),
         ({"detail": ["nested", {"note": f"again {FAKE_KEY}"}]}, FAKE_KEY),
         ({"event": "header Authorization: Bearer zyxwvutsrqpo"}, "zyxwvutsrqpo"),
+        ({"event": "upstream sent BASIC dXNlcjpwYXNzd29yZA=="}, "dXNlcjpwYXNzd29yZA=="),
+        ({"note": "retried with bearer qwertyuiop12"}, "qwertyuiop12"),
         ({"url": "redis://:topsecretpw@redis:6379/0"}, "topsecretpw"),
         ({"url": "postgresql+psycopg://app:dbpass99@db/morpheus"}, "dbpass99"),
         ({"pairs": [("authorization", "Basic dXNlcjpwYXNz")]}, "dXNlcjpwYXNz"),
