@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, even
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from morpheus.settings import Settings
 
@@ -198,18 +198,26 @@ def _log_retry(state: RetryCallState) -> None:
     log.warning("database connection lost, retrying the read once", error=repr(error))
 
 
+# One for every read: its state lives per thread, so threads may share it.
+_RETRY_ONCE_ON_DISCONNECT = Retrying(
+    retry=retry_if_exception(is_disconnect),
+    stop=stop_after_attempt(2),
+    before_sleep=_log_retry,
+    reraise=True,
+)
+
+
 def retry_on_disconnect(function: Callable[[], T]) -> Callable[[], T]:
     """``function`` (one read transaction) run once more if its connection died under it.
 
     Only for work that is safe to repeat: a write whose connection died may or may not
     have committed. The pool replaces the dead connection before the second run.
     """
-    return retry(
-        retry=retry_if_exception(is_disconnect),
-        stop=stop_after_attempt(2),
-        before_sleep=_log_retry,
-        reraise=True,
-    )(function)
+
+    def run() -> T:
+        return _RETRY_ONCE_ON_DISCONNECT(function)
+
+    return run
 
 
 def dispose_engines() -> None:
