@@ -8,8 +8,9 @@ others to its interface; each user binds its connections to its own.
 Docker hands out a network's addresses from the bottom of its subnet, and the local
 inventories put their hosts there (172.30.10.10-16), so the addresses are taken from the
 top down, past every address in use, and never among the subnet's first
-:data:`RESERVED_LOW` host addresses. Nothing here talks to Docker: the caller passes the
-addresses in use (`docker network inspect`, the inventory's hosts).
+:data:`RESERVED_LOW` host addresses: the local network, 172.30.10.0/23, leaves 447.
+Nothing here talks to Docker: the caller passes the addresses in use (`docker network
+inspect`, the inventory's hosts).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _network(subnet: str) -> ipaddress.IPv4Network:
     except ValueError as error:
         raise LoadTestError(
             f"{subnet!r} is not a network in CIDR notation ({error})",
-            "give the platform's network as address/prefix, e.g. 172.30.10.0/24.",
+            "give the platform's network as address/prefix, e.g. 172.30.10.0/23.",
         ) from None
     if not isinstance(network, ipaddress.IPv4Network):
         raise LoadTestError(

@@ -10,7 +10,10 @@ from .labels import SELECTOR
 from .output import say
 
 NETWORK = "morpheus-local"
-SUBNET = "172.30.10.0/24"
+# The hosts sit at 172.30.10.10 and up, Docker's gateway at 172.30.10.1; the load
+# generator gives each simulated user an address of its own from the top down
+# (loadtest/morpheus_loadtest/addresses.py): a /23 leaves it 447, a /24 left 191.
+SUBNET = "172.30.10.0/23"
 
 
 def ensure_network() -> None:
@@ -20,7 +23,9 @@ def ensure_network() -> None:
         if SUBNET not in subnets:
             raise LocalError(
                 f"a Docker network {NETWORK} exists with subnet {subnets}, not {SUBNET}",
-                f"remove it (`docker network rm {NETWORK}`), then rerun `make up`.",
+                f"remove it, then rerun `make up`: `make down` removes it with the local "
+                f"containers and their volumes (one made before the network grew to {SUBNET} "
+                f"has them attached); with nothing attached, `docker network rm {NETWORK}`.",
             )
         say(f"network {NETWORK} ({SUBNET}) exists")
         return

@@ -94,8 +94,9 @@ def test_a_group_that_contains_itself_ends():
     ("hostvars", "message"),
     [
         ({"a": {}}, "has no morpheus_private_address"),
-        ({"a": {"morpheus_private_address": "10.0.0.5"}}, "is not in 172.30.10.0/24"),
-        ({"a": {"morpheus_private_address": "not-an-ip"}}, "is not in 172.30.10.0/24"),
+        ({"a": {"morpheus_private_address": "10.0.0.5"}}, "is not in 172.30.10.0/23"),
+        ({"a": {"morpheus_private_address": "172.30.12.1"}}, "is not in 172.30.10.0/23"),
+        ({"a": {"morpheus_private_address": "not-an-ip"}}, "is not in 172.30.10.0/23"),
     ],
 )
 def test_a_host_without_a_local_address_is_refused(hostvars, message):
