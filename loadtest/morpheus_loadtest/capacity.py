@@ -55,6 +55,22 @@ def step_counts(steps: Sequence[int], ceiling: int, maximum: int | None = None) 
     return [*within, ceiling] if len(within) < len(counts) else within
 
 
+def address_shortfall(
+    steps: Sequence[int], free: int, network: str, maximum: int | None = None
+) -> str | None:
+    """What a search asked for more users than `network` has free client addresses
+    cannot do, said before it starts (None when every step fits): it ends at `free`,
+    one address per user, whether or not the platform would hold more."""
+    wanted = maximum if maximum is not None else max(steps, default=0)
+    if wanted <= free:
+        return None
+    return (
+        f"the capacity search was asked for up to {wanted} users, and {network} has {free} "
+        f"free client addresses (one per user): it will end at {free} users at most, "
+        "whether or not the platform holds more; a larger network (--network) gives it room"
+    )
+
+
 @dataclass(frozen=True)
 class Thresholds:
     api_p95_ms: float = 2000.0

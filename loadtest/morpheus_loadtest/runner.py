@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import docker
 from .addresses import allocate, free_addresses
-from .capacity import DEFAULT_STEPS, step_counts
+from .capacity import DEFAULT_STEPS, address_shortfall, step_counts
 from .config import CA_FILE, CapacityPlan, RunConfig
 from .errors import LoadTestError
 from .image import ensure_image
@@ -340,6 +340,12 @@ def execute(options: Options) -> int:
     try:
         free = len(free_addresses(subnet, used))
         users, capacity, seconds = plan(options, free)
+        if capacity is not None:
+            short = address_shortfall(
+                options.steps, free, f"{options.network} ({subnet})", options.max_users
+            )
+            if short is not None:
+                say(f"note: {short}")
         keys_made = True  # from here on, revoke: an interrupted start may have made some
         target = make_keys(inventory, run, users, secrets)
         edge = target["edge_addresses"][0]

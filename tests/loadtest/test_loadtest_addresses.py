@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 import yaml
 from morpheus_loadtest.addresses import RESERVED_LOW, allocate, free_addresses, ip_batch
-from morpheus_loadtest.capacity import DEFAULT_STEPS, step_counts
+from morpheus_loadtest.capacity import DEFAULT_STEPS, address_shortfall, step_counts
 from morpheus_loadtest.errors import LoadTestError
 from morpheus_loadtest.runner import LAYOUTS, ROOT
 
@@ -56,8 +56,10 @@ def test_a_local_network_has_room_for_400_users():
     assert all(ipaddress.ip_address(a) in network for a in addresses)
     # None among the hosts, the gateway or the first 63, where Docker hands out addresses.
     assert min(ipaddress.ip_address(a) for a in addresses) > network[RESERVED_LOW]
-    # The default capacity search runs every step.
-    assert step_counts(DEFAULT_STEPS, len(free_addresses(LOCAL, USED))) == list(DEFAULT_STEPS)
+    # The default capacity search runs every step, and says nothing of a shortfall.
+    free = len(free_addresses(LOCAL, USED))
+    assert step_counts(DEFAULT_STEPS, free) == list(DEFAULT_STEPS)
+    assert address_shortfall(DEFAULT_STEPS, free, LOCAL) is None
 
 
 def private_addresses(node: object) -> list[str]:

@@ -8,6 +8,7 @@ from morpheus_loadtest.capacity import (
     StepResult,
     Thresholds,
     Totals,
+    address_shortfall,
     step_counts,
     step_result,
 )
@@ -50,6 +51,31 @@ def test_step_counts(steps, ceiling, maximum, expected):
 def test_step_counts_refuses(steps, ceiling, maximum, message):
     with pytest.raises(LoadTestError, match=message):
         step_counts(steps, ceiling, maximum)
+
+
+@pytest.mark.parametrize(
+    ("steps", "free", "maximum", "wanted"),
+    [
+        ((100, 150, 200, 300, 400), 447, None, None),
+        ((100, 150, 200, 300, 400), 400, None, None),
+        ((100, 150, 200, 300, 400), 191, None, 400),
+        ((100, 150, 200, 300, 400), 447, 600, 600),
+        # A maximum below the last step is what the search is asked for.
+        ((100, 150, 200, 300, 400), 191, 150, None),
+        ((20, 40), 191, None, None),
+    ],
+)
+def test_a_search_asked_for_more_users_than_addresses_says_so(steps, free, maximum, wanted):
+    said = address_shortfall(steps, free, "morpheus-local (172.30.10.0/24)", maximum)
+    if wanted is None:
+        assert said is None
+    else:
+        assert said == (
+            f"the capacity search was asked for up to {wanted} users, and morpheus-local "
+            f"(172.30.10.0/24) has {free} free client addresses (one per user): it will end "
+            f"at {free} users at most, whether or not the platform holds more; a larger "
+            "network (--network) gives it room"
+        )
 
 
 def result(**figures) -> StepResult:

@@ -179,3 +179,51 @@ def test_the_command_line_says_what_to_do_next(monkeypatch, capsys):
     assert "error: no platform answers" in err and "next: run `make up`." in err
     assert seen[0].inventory == "inventories/local-multihost"
     assert (seen[0].users, seen[0].steps) == (20, [20, 40])
+
+
+def start_until_the_keys(monkeypatch, fake_docker, tmp_path, network, **options):
+    """Run execute until it would make the keys; what it printed, and the calls to
+    make and revoke keys."""
+    fake_docker(
+        {
+            "info": "27.0.0",
+            "ps": "",
+            "network inspect": network,
+            "container inspect": (1, "", "No such container"),
+        }
+    )
+    calls = []
+
+    def make_keys(inventory, run, count, secrets):
+        calls.append(("make", count))
+        raise LoadTestError("stopped here", "the test stops before the keys.")
+
+    monkeypatch.setattr(runner, "make_keys", make_keys)
+    monkeypatch.setattr(runner, "remove_keys", lambda *args: calls.append(("remove",)))
+    with pytest.raises(LoadTestError, match="stopped here"):
+        runner.execute(runner.Options(results_root=tmp_path, **options))
+    return calls
+
+
+def test_a_capacity_search_beyond_the_free_addresses_says_so_before_it_starts(
+    monkeypatch, fake_docker, tmp_path, capsys
+):
+    calls = start_until_the_keys(monkeypatch, fake_docker, tmp_path, NETWORK, capacity=True)
+    out = capsys.readouterr().out
+    note = (
+        "==> note: the capacity search was asked for up to 400 users, and morpheus-local "
+        "(172.30.10.0/24) has 191 free client addresses (one per user): it will end at 191 "
+        "users at most"
+    )
+    assert note in out
+    # Before anything is made for the run: 191 keys, as many as there are addresses.
+    assert calls == [("make", 191), ("remove",)]
+
+
+def test_a_capacity_search_the_local_network_has_room_for_says_nothing_of_it(
+    monkeypatch, fake_docker, tmp_path, capsys
+):
+    larger = NETWORK.replace("172.30.10.0/24", "172.30.10.0/23")
+    calls = start_until_the_keys(monkeypatch, fake_docker, tmp_path, larger, capacity=True)
+    assert "note:" not in capsys.readouterr().out
+    assert calls == [("make", 400), ("remove",)]
