@@ -68,7 +68,9 @@ class AppContext:
         self.engine.dispose()
 
 
-def get_context(request: Request) -> AppContext:
-    """The application's context (a FastAPI dependency)."""
+async def get_context(request: Request) -> AppContext:
+    """The application's context (a FastAPI dependency). A coroutine, though it awaits
+    nothing: FastAPI runs a plain function dependency in its thread pool, a hop for
+    every request that names it."""
     context: AppContext = request.app.state.context
     return context
