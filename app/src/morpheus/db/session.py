@@ -3,7 +3,10 @@
 The engine works through PgBouncer in transaction pooling mode: psycopg never prepares
 statements on the server (``prepare_threshold=None``), nothing relies on session state
 (the statement timeout is set per transaction with ``SET LOCAL`` semantics) and no
-libpq ``options`` startup parameter is sent (PgBouncer refuses it).
+libpq ``options`` startup parameter is sent (PgBouncer refuses it). An engine made
+``read_only`` (the hot standby's, :mod:`morpheus.db.standby`) opens every transaction with
+``BEGIN READ ONLY``, per transaction too: a write through it fails, whichever server it
+reaches.
 
 A restarted PostgreSQL (or a PgBouncer that lost its servers) leaves dead connections in
 the pool: each is pinged when checked out (``pool_pre_ping``) and replaced when the ping
@@ -50,8 +53,10 @@ def make_engine(
     connect_timeout: int = 5,
     statement_timeout_ms: int = 30_000,
     application_name: str = APPLICATION_NAME,
+    read_only: bool = False,
 ) -> Engine:
-    """A new engine with PgBouncer-safe settings; the caller owns (and disposes) it."""
+    """A new engine with PgBouncer-safe settings; the caller owns (and disposes) it.
+    ``read_only``: every transaction is read-only (psycopg sends ``BEGIN READ ONLY``)."""
     engine = create_engine(
         database_url,
         connect_args={
@@ -69,6 +74,7 @@ def make_engine(
         # Errors and logs name the statement, never its parameters: those hold novels'
         # text, titles and client addresses.
         hide_parameters=True,
+        execution_options={"postgresql_readonly": True} if read_only else {},
     )
     if statement_timeout_ms > 0:
         _install_statement_timeout(engine, statement_timeout_ms)
