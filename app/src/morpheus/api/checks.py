@@ -6,6 +6,8 @@ import anyio
 import redis.asyncio as redis
 from sqlalchemy import Engine, text
 
+from morpheus.db.standby import ReadRouter
+
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
@@ -25,3 +27,17 @@ async def check_redis(client: redis.Redis, timeout: float = CHECK_TIMEOUT_SECOND
     with anyio.fail_after(timeout):
         if not await client.ping():
             raise ConnectionError("Redis did not answer PING")
+
+
+async def check_standby(reads: ReadRouter, timeout: float = CHECK_TIMEOUT_SECONDS) -> str:
+    """The hot standby as its reads see it: ``ok``, ``lagging`` (too far behind, reads go
+    to the primary) or ``unavailable`` (no answer within ``timeout`` seconds, or a failed
+    query). The state measured in the last second is not measured again."""
+    try:
+        with anyio.fail_after(timeout):
+            state = await anyio.to_thread.run_sync(reads.state, abandon_on_cancel=True)
+    except TimeoutError:
+        return "unavailable"
+    if state.usable:
+        return "ok"
+    return "lagging" if state.reason == "lag" else "unavailable"

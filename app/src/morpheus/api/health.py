@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from morpheus import __version__
-from morpheus.api.checks import check_postgres, check_redis
+from morpheus.api.checks import check_postgres, check_redis, check_standby
 from morpheus.api.metrics import render_metrics
 from morpheus.logging import get_logger
 from morpheus.queue.metrics import refresh_queue_gauges
@@ -22,6 +22,9 @@ router = APIRouter(tags=["health"])
 Context = Annotated[AppContext, Depends(get_context)]
 NO_STORE = {"Cache-Control": "no-store"}
 QUEUE_SCRAPE_TIMEOUT_SECONDS = 2.0
+# Shown, never failing readiness: while the hot standby is down or behind, the primary
+# answers its reads.
+STANDBY_CHECK = "postgresql_standby"
 
 
 async def _checks(ctx: AppContext) -> dict[str, str]:
@@ -33,11 +36,13 @@ async def _checks(ctx: AppContext) -> dict[str, str]:
             return name, "unavailable"
         return name, "ok"
 
-    results = await asyncio.gather(
-        run("postgresql", check_postgres(ctx.engine)),
-        run("redis", check_redis(ctx.redis)),
-    )
-    return dict(results)
+    async def standby() -> tuple[str, str]:
+        return STANDBY_CHECK, await check_standby(ctx.reads)
+
+    checks = [run("postgresql", check_postgres(ctx.engine)), run("redis", check_redis(ctx.redis))]
+    if ctx.reads.has_standby:
+        checks.append(standby())
+    return dict(await asyncio.gather(*checks))
 
 
 @router.get("/health/live")
@@ -49,9 +54,13 @@ async def live() -> JSONResponse:
 @router.get("/health/ready")
 async def ready(ctx: Context) -> JSONResponse:
     """PostgreSQL and Redis answer; 503 naming each one that does not. The release id
-    lets a deploy check that a new container runs the release it started."""
+    lets a deploy check that a new container runs the release it started. The hot
+    standby, when there is one, is shown (``ok``, ``lagging`` or ``unavailable``) but
+    never fails readiness."""
     checks = await _checks(ctx)
-    failed = sorted(name for name, state in checks.items() if state != "ok")
+    failed = sorted(
+        name for name, state in checks.items() if state != "ok" and name != STANDBY_CHECK
+    )
     body: dict[str, Any] = {
         "status": "ok" if not failed else "unavailable",
         "release_id": ctx.settings.release_id,
@@ -64,7 +73,8 @@ async def ready(ctx: Context) -> JSONResponse:
 
 @router.get("/health")
 async def summary(ctx: Context) -> JSONResponse:
-    """Version, release and the state of each dependency (always 200: readiness gates)."""
+    """Version, release and the state of each dependency, the hot standby's too
+    (always 200: readiness gates)."""
     checks = await _checks(ctx)
     healthy = all(state == "ok" for state in checks.values())
     return JSONResponse(

@@ -11,18 +11,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from morpheus.db.session import make_engine, make_sessionmaker
+from morpheus.db.standby import ReadRouter
 from morpheus.services.ratelimit import RateLimiter, make_redis_client
 from morpheus.settings import Settings
 
 
 @dataclass
 class AppContext:
-    """Settings, the database engine and sessions, the Redis client, the rate limiter and
-    the bound on novels read at once."""
+    """Settings, the database engine and sessions, the reads the hot standby may answer,
+    the Redis client, the rate limiter and the bound on novels read at once."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Reads named as the standby's to answer (status polls, the dashboard's listing);
+    # every other query uses ``sessions``, the primary's.
+    reads: ReadRouter
     redis: redis.Redis
     limiter: RateLimiter
     # Novels read at once (each in a child process) by this process.
@@ -33,14 +37,11 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
-        engine = make_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            connect_timeout=settings.db_connect_timeout_seconds,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-        )
+        engine = _engine(settings, settings.database_url)
+        sessions = make_sessionmaker(engine)
+        standby = None
+        if settings.database_read_url:
+            standby = _engine(settings, settings.database_read_url, read_only=True)
         client = make_redis_client(settings.redis_url)
         limiter = RateLimiter(
             client,
@@ -50,14 +51,31 @@ class AppContext:
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
+            reads=ReadRouter(
+                sessions, standby, max_lag_seconds=settings.database_read_max_lag_seconds
+            ),
             redis=client,
             limiter=limiter,
         )
 
     async def close(self) -> None:
         await self.redis.aclose()
+        self.reads.close()
         self.engine.dispose()
+
+
+def _engine(settings: Settings, url: str, *, read_only: bool = False) -> Engine:
+    """An engine for the primary or the standby, with the same pool and timeouts."""
+    return make_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        read_only=read_only,
+    )
 
 
 def get_context(request: Request) -> AppContext:
