@@ -137,10 +137,8 @@ class HotStandby:
                 hint = " (the primary takes no replication connection from here: `make setup`)"
             raise StandbyUnavailable(f"pg_basebackup failed{hint}: {copied.stderr.strip()}")
         # Debian keeps the configuration out of the data directory: the copy has none.
+        # (Its address is given when it starts, over what the primary's ALTER SYSTEM says.)
         settings = {
-            "port": str(self.port),
-            "listen_addresses": "'127.0.0.1'",
-            "unix_socket_directories": f"'{self.directory}'",
             "hot_standby": "on",
             "fsync": "off",
             "shared_buffers": "'32MB'",
@@ -159,7 +157,10 @@ class HotStandby:
 
     def start(self) -> None:
         """Start the standby and wait until it streams from the primary."""
-        started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "start")
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
+        started = self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"
+        )
         assert started.returncode == 0, f"the standby did not start:\n{self.log_tail()}"
         _wait("the standby streams from the primary", self._streaming, 30)
 
