@@ -24,8 +24,9 @@ idle primary sends nothing, and that is no lag); else the age of the last transa
 replayed. A standby cut off from its primary thus shows lag growing with time, and a
 server that is not in recovery (a promoted standby) has none.
 
-Every transaction on the standby's engine is read-only (``BEGIN READ ONLY``): a write
-through it fails, and is not run again on the primary, so that the mistake shows.
+Every transaction of these reads is read-only (``BEGIN READ ONLY``), on the standby as on
+the primary in its stead: a write among them fails wherever it goes, and is not run again
+on the primary, so that the mistake shows.
 
 Each change of state is logged once; reads are counted in ``morpheus_db_reads_total``
 (by the server that answered), fallbacks in ``morpheus_db_read_fallbacks_total`` (by
@@ -47,7 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from morpheus.db.session import is_disconnect, make_sessionmaker, retry_on_disconnect
+from morpheus.db.session import is_disconnect, make_sessionmaker, read_only, retry_on_disconnect
 
 T = TypeVar("T")
 
@@ -128,14 +129,15 @@ def is_read_only_violation(exc: BaseException) -> bool:
 class ReadRouter:
     """Read-only work for the hot standby while it is healthy, for the primary otherwise.
 
-    ``primary`` makes the primary's sessions; ``standby`` is the standby's engine (made
-    ``read_only``; the router disposes it in :meth:`close`), or None when there is none and
-    every read goes to the primary. Thread-safe: reads run in the server's thread pool.
+    ``primary`` and ``standby`` are the two servers' engines; the router reads through
+    read-only sessions of each, and disposes the standby's engine in :meth:`close`.
+    ``standby`` None: there is none, every read goes to the primary. Thread-safe: reads
+    run in the server's thread pool.
     """
 
     def __init__(
         self,
-        primary: sessionmaker[Session],
+        primary: Engine,
         standby: Engine | None = None,
         *,
         max_lag_seconds: float = 5.0,
@@ -144,9 +146,9 @@ class ReadRouter:
     ) -> None:
         if max_lag_seconds <= 0:
             raise ValueError("max_lag_seconds must be positive")
-        self.primary = primary
+        self.primary = make_sessionmaker(read_only(primary))
         self.standby_engine = standby
-        self.standby = make_sessionmaker(standby) if standby is not None else None
+        self.standby = make_sessionmaker(read_only(standby)) if standby is not None else None
         self.max_lag_seconds = max_lag_seconds
         self._ttl = state_ttl
         self._clock = clock

@@ -53,7 +53,7 @@ class AppContext:
             engine=engine,
             sessions=sessions,
             reads=ReadRouter(
-                sessions, standby, max_lag_seconds=settings.database_read_max_lag_seconds
+                engine, standby, max_lag_seconds=settings.database_read_max_lag_seconds
             ),
             redis=client,
             limiter=limiter,
