@@ -546,3 +546,51 @@ def test_the_workers_an_autoscaler_may_add_are_scraped_and_let_through():
 def test_production_runs_as_many_workers_as_worker_containers(tmp_path):
     inventory = filled_production(tmp_path)
     assert host_value(inventory, "production-worker-1", "prometheus_worker_ports") == [9101, 9201]
+
+
+def test_production_streams_to_a_hot_standby_and_reads_from_it(tmp_path):
+    """The second postgres host is a standby of the first: it streams through its slot,
+    each host's PgBouncer serves the database from the primary and its read-only copy
+    from the standby, and the service is told where the read-only copy is."""
+    inventory = filled_production(tmp_path)
+    primary = host_value(inventory, "production-db-1", "morpheus_private_address")
+    standby = host_value(inventory, "production-db-2", "morpheus_private_address")
+    assert host_value(inventory, "production-db-1", "postgresql_primary_host") == ""
+    assert host_value(inventory, "production-db-2", "postgresql_primary_host") == "production-db-1"
+    assert host_value(inventory, "production-db-2", "postgresql_primary_address") == primary
+    assert host_value(inventory, "production-db-1", "postgresql_replication_sources") == [
+        primary,
+        standby,
+    ]
+    users = host_value(inventory, "production-db-1", "postgresql_users")
+    assert [(u["name"], u.get("role_attr_flags", "")) for u in users] == [
+        ("morpheus", ""),
+        ("replicator", "REPLICATION"),
+    ]
+    assert host_value(inventory, "production-db-1", "pgbouncer_databases") == [
+        {"name": "morpheus", "host": "127.0.0.1"},
+        {"name": "morpheus_ro", "dbname": "morpheus", "host": standby},
+    ]
+    assert host_value(inventory, "production-db-2", "pgbouncer_databases") == [
+        {"name": "morpheus", "host": primary},
+        {"name": "morpheus_ro", "dbname": "morpheus", "host": "127.0.0.1"},
+    ]
+    hba = host_value(inventory, "production-db-2", "postgresql_hba_entries")
+    assert [entry["address"] for entry in hba] == [f"{primary}/32", f"{standby}/32"]
+    # Backups: pgBackRest's stanza and the nightly dump on the primary only.
+    assert host_value(inventory, "production-db-1", "pgbackrest_primary") is True
+    assert host_value(inventory, "production-db-2", "pgbackrest_primary") is False
+    assert host_value(inventory, "production-db-2", "backup_postgresql_databases") == []
+    secrets = host_value(inventory, "production-api-1", "app_settings_secrets")
+    assert secrets["MORPHEUS_DATABASE_READ_URL"].endswith(f"@{primary}:6432/morpheus_ro")
+
+
+def test_a_single_postgres_host_has_no_standby():
+    assert host_value(Path("inventories/local"), "morpheus-local", "postgresql_primary_host") == ""
+    users = host_value(Path("inventories/local"), "morpheus-local", "postgresql_users")
+    assert [user["name"] for user in users] == ["morpheus"]
+    secrets = host_value(Path("inventories/local"), "morpheus-local", "app_settings_secrets")
+    assert "MORPHEUS_DATABASE_READ_URL" not in secrets
+    assert host_value(Path("inventories/local"), "morpheus-local", "pgbouncer_databases") == [
+        {"name": "morpheus", "host": "127.0.0.1"}
+    ]

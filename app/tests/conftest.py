@@ -6,6 +6,9 @@ several test runs can go on at once. Redis users get a random queue name per tes
 
 ``MORPHEUS_TEST_PG_ADMIN_URL`` (a libpq URL of a role that may create databases) and
 ``MORPHEUS_TEST_REDIS_URL`` override the defaults below.
+
+The tests of reads on a hot standby get one, made of the machine's PostgreSQL once per
+test session (:mod:`hot_standby`); they are skipped, saying why, where none can be made.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from hot_standby import HotStandby, StandbyUnavailable
 from morpheus.db import schema
 from morpheus.db.session import dispose_engines, make_engine, make_sessionmaker
 from morpheus.settings import Settings
@@ -70,6 +74,31 @@ def database_url() -> Iterator[str]:
     finally:
         dispose_engines()
         drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def hot_standby(database_url: str) -> Iterator[HotStandby]:
+    """A streaming hot standby of the machine's PostgreSQL, the session's database on it."""
+    try:
+        server = HotStandby.create(pg_admin_url())
+    except StandbyUnavailable as exc:
+        pytest.skip(f"no hot standby can be made here: {exc}")
+    try:
+        server.catch_up()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def standby(hot_standby: HotStandby) -> HotStandby:
+    """The session's hot standby running, replaying and caught up with the primary,
+    whatever a test before left it."""
+    if not hot_standby.running:
+        hot_standby.start()
+    hot_standby.resume_replay()
+    hot_standby.catch_up()
+    return hot_standby
 
 
 @pytest.fixture

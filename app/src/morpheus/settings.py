@@ -64,6 +64,18 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _postgresql_url(value: str) -> str:
+    """``value`` as a psycopg 3 SQLAlchemy URL (``postgres://`` and ``postgresql://`` are
+    rewritten); ``ValueError`` for any other kind of URL."""
+    raw = value.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            raw = "postgresql+psycopg://" + raw[len(prefix) :]
+    if not raw.startswith("postgresql+psycopg://"):
+        raise ValueError("must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db")
+    return raw
+
+
 class Settings(BaseSettings):
     """All configuration of the API, the dashboard and the workers."""
 
@@ -94,6 +106,14 @@ class Settings(BaseSettings):
     # either. Read from the environment alone by migration_timeouts() as well.
     db_migration_lock_timeout_ms: int = Field(default=5_000, ge=0)
     db_migration_statement_timeout_ms: int = Field(default=300_000, ge=0)
+    # A hot standby of the primary (a SQLAlchemy URL as database_url's, through its own
+    # PgBouncer database) for the read-only queries that name it: the dashboard's listing
+    # and the status polls. Unset or empty: every query goes to the primary. Reads go to
+    # the primary instead while the standby does not answer, fails a query, or replays
+    # more than database_read_max_lag_seconds behind it (morpheus.db.standby). Its pool
+    # has the primary's size and timeouts.
+    database_read_url: str | None = None
+    database_read_max_lag_seconds: float = Field(default=5.0, gt=0)
 
     # --- Redis / queue ----------------------------------------------------------------------
     redis_url: str = Field(description="redis://[:password@]host:port/db")
@@ -194,15 +214,19 @@ class Settings(BaseSettings):
     @field_validator("database_url", mode="before")
     @classmethod
     def _database_url(cls, value: Any) -> Any:
+        return _postgresql_url(value) if isinstance(value, str) else value
+
+    @field_validator("database_read_url", mode="before")
+    @classmethod
+    def _database_read_url(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        raw = value.strip()
-        for prefix in ("postgres://", "postgresql://"):
-            if raw.startswith(prefix):
-                raw = "postgresql+psycopg://" + raw[len(prefix) :]
-        if not raw.startswith("postgresql+psycopg://"):
-            raise ValueError("must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db")
-        return raw
+        if not value.strip():
+            return None
+        try:
+            return _postgresql_url(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or empty for no standby") from None
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from api_helpers import SHOP, client_for
 from fastapi import FastAPI
-from morpheus.services.readiness import MAX_AGE_SECONDS, Readiness
+from morpheus.services.readiness import MAX_AGE_SECONDS, Readiness, Round, ServiceChecks
 from morpheus.settings import Settings
 from redis.asyncio.connection import parse_url
 
@@ -139,6 +139,21 @@ async def test_a_request_that_goes_away_leaves_the_round_to_the_others() -> None
     assert services["redis"].calls == 1
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+def test_the_standby_is_shown_beside_the_round_and_never_fails_readiness() -> None:
+    passed = Round({"postgresql": "ok", "redis": "ok"}, started=1000.0)
+    assert ServiceChecks(passed).checks == {"postgresql": "ok", "redis": "ok"}
+    assert ServiceChecks(passed).healthy
+    assert ServiceChecks(passed, "ok").healthy
+    for standby in ("lagging", "unavailable"):
+        found = ServiceChecks(passed, standby)
+        assert found.checks == {"postgresql": "ok", "redis": "ok", "postgresql_standby": standby}
+        assert found.failed == []
+        assert not found.healthy
+    failed = ServiceChecks(Round({"postgresql": "unavailable", "redis": "ok"}, 1000.0), "ok")
+    assert failed.failed == ["postgresql"]
+    assert not failed.healthy
 
 
 # --- the app, with Redis behind a relay ------------------------------------------------

@@ -15,6 +15,7 @@ from morpheus.db.session import (
     make_engine,
     make_sessionmaker,
     on_unavailable,
+    read_only,
     retry_on_disconnect,
     session_scope,
 )
@@ -184,6 +185,20 @@ def test_an_unreachable_database_is_told(database_url: str) -> None:
     try:
         with pytest.raises(OperationalError), engine.connect():
             pass
+        assert met == [1]
+    finally:
+        engine.dispose()
+
+
+def test_the_read_only_engine_of_an_engine_tells_as_the_engine(database_url: str) -> None:
+    """The reads the primary answers in a hot standby's stead go through ``read_only`` of
+    its engine: what they meet is told as the engine's own."""
+    engine = make_engine(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=100)
+    met: list[int] = []
+    on_unavailable(engine, lambda: met.append(1))
+    try:
+        with read_only(engine).connect() as conn, pytest.raises(OperationalError):
+            conn.execute(text("SELECT pg_sleep(3)"))
         assert met == [1]
     finally:
         engine.dispose()

@@ -113,6 +113,15 @@ def test_missing_settings_are_each_named(clean_env: pytest.MonkeyPatch) -> None:
         ("MORPHEUS_LOG_LEVEL", "loud", "'DEBUG', 'INFO'"),
         ("MORPHEUS_TRUSTED_PROXIES", "10.0.0.0/8,not-an-ip", "'not-an-ip' is not an IP"),
         ("MORPHEUS_QUEUE_NAME", "no spaces", "should match pattern"),
+        (
+            "MORPHEUS_DATABASE_READ_URL",
+            "mysql://standby/x",
+            "must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db, or empty for "
+            "no standby",
+        ),
+        ("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "0", "greater than 0"),
+        ("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "-2.5", "greater than 0"),
+        ("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "soon", "valid number"),
     ],
 )
 def test_invalid_setting_is_named_with_its_variable(
@@ -128,6 +137,21 @@ def test_invalid_setting_is_named_with_its_variable(
     assert expected in line
     if variable == "MORPHEUS_SECRET_KEY":
         assert value not in line  # a rejected secret is not echoed
+
+
+def test_no_standby_unless_a_read_url_is_set(clean_env: pytest.MonkeyPatch) -> None:
+    set_env(clean_env, GOOD_ENV)
+    settings = load_settings()
+    assert settings.database_read_url is None
+    assert settings.database_read_max_lag_seconds == 5.0
+    clean_env.setenv("MORPHEUS_DATABASE_READ_URL", "  ")
+    assert load_settings().database_read_url is None
+    # Written as the primary's may be: a plain postgresql:// URL is turned into psycopg 3's.
+    clean_env.setenv("MORPHEUS_DATABASE_READ_URL", "postgresql://app@db.internal:6432/morpheus_ro")
+    clean_env.setenv("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "0.5")
+    settings = load_settings()
+    assert settings.database_read_url == "postgresql+psycopg://app@db.internal:6432/morpheus_ro"
+    assert settings.database_read_max_lag_seconds == 0.5
 
 
 def test_backend_specific_settings_are_required(clean_env: pytest.MonkeyPatch) -> None:

@@ -1,36 +1,51 @@
-"""The data tier on one host, end to end: pooled SCRAM logins, a queue that keeps its
-jobs, and a backup that restores to identical data through the real playbooks."""
+"""The data tier end to end: pooled SCRAM logins, a queue that keeps its jobs, and a
+nightly backup that restores to identical data through the real playbooks."""
 
 import json
+import os
 import re
 
 import pytest
+import testinfra
 from conftest import PROJECT, ansible_playbook
+
+testinfra_hosts = ["morpheus-data"]
 
 APP_PASSWORD = "test-only-app-password"  # test-only value
 PGB_ADMIN_PASSWORD = "test-only-pgbouncer-admin-password"  # test-only value
 REDIS_APP = ("morpheus", "test-only-redis-app-password")  # test-only value
 REDIS_ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
 BACKUP_DIR = "/var/backups/morpheus"
-# The test S3 server (moto) that prepare.yml runs on the instance's loopback.
+# The node exporter's textfile collector directory (none runs here: the test makes it).
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+# The test S3 server (moto, TLS) that prepare.yml runs on morpheus-data-2.
 S3_BUCKET = "morpheus-backups"
 S3_PREFIX = "data-scenario"
 STAMP = r"^[0-9]{8}T[0-9]{6}Z$"
-# Lists the bucket with the backup's own (test-only) key: {key: sha256 of the object}.
+# Lists the nightly backups' prefix of the bucket with the backup's own (test-only) key:
+# {key: sha256 of the object}.
 S3_LIST = """
 import hashlib, json, sys
 import boto3
 key = json.load(open("/root/s3-test-key.json"))
-s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
+s3 = boto3.client("s3", endpoint_url="https://127.0.0.1:5000", region_name="us-east-1",
+                  verify="/etc/moto-tls/ca.pem",
                   aws_access_key_id=key["access_key_id"],
                   aws_secret_access_key=key["secret_access_key"])
 out = {}
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1]):
+pages = s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2] + "/")
+for page in pages:
     for obj in page.get("Contents", []):
         body = s3.get_object(Bucket=sys.argv[1], Key=obj["Key"])["Body"].read()
         out[obj["Key"]] = hashlib.sha256(body).hexdigest()
 print(json.dumps(out))
 """
+
+
+def _s3_host():
+    return testinfra.get_host(
+        f"ansible://morpheus-data-2?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
+    )
 
 
 def _journal(host, unit):
@@ -61,7 +76,7 @@ def _playbook(name, extra_vars=None):
 
 @pytest.mark.parametrize(
     "unit",
-    ["postgresql@15-main", "pgbouncer", "redis-server", "morpheus-backup.timer", "moto-s3"],
+    ["postgresql@15-main", "pgbouncer", "redis-server", "morpheus-backup.timer"],
 )
 def test_units_are_running(host, unit):
     service = host.service(unit)
@@ -117,9 +132,11 @@ def test_a_queued_job_survives_a_redis_restart(host):
 
 
 def _s3_objects(host):
-    """Every object in the test bucket with the sha256 of its content, read back."""
-    result = host.run(f"/opt/moto/bin/python - {S3_BUCKET} <<'EOF'\n{S3_LIST}\nEOF")
-    assert result.rc == 0, result.stderr + _journal(host, "moto-s3")
+    """Every object in the test bucket with the sha256 of its content, read back (on the
+    S3 host, with the backup's key)."""
+    s3 = _s3_host()
+    result = s3.run(f"/opt/moto/bin/python - {S3_BUCKET} {S3_PREFIX} <<'EOF'\n{S3_LIST}\nEOF")
+    assert result.rc == 0, result.stderr + _journal(s3, "moto-s3")
     return json.loads(result.stdout)
 
 
@@ -291,9 +308,30 @@ def test_a_backup_started_in_the_same_second_as_another_takes_the_next(host):
     assert len(new) == 1 and new[0] > max(taken), (taken, new)
 
 
+def _backup_metrics(host, target):
+    """{metric: value} of a target's textfile for the node exporter."""
+    text = host.run(f"cat {TEXTFILE_DIR}/morpheus_backup_{target}.prom").stdout
+    return {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("morpheus_backup_") and f'target="{target}"' in line
+    }
+
+
+def test_each_run_is_recorded_for_prometheus(host):
+    host.run(f"mkdir -p {TEXTFILE_DIR}")
+    started = float(host.run("date +%s").stdout)
+    run = host.run("systemctl start morpheus-backup.service")
+    assert run.rc == 0, _journal(host, "morpheus-backup")
+    metrics = _backup_metrics(host, "nightly")
+    assert metrics["morpheus_backup_last_status"] == 1, metrics
+    assert metrics["morpheus_backup_last_success_timestamp_seconds"] >= started, metrics
+
+
 def test_a_failed_upload_fails_the_backup_and_keeps_the_local_copy(host):
     env = "/etc/morpheus-backup/env"
     before_local, before_bucket = _local_backups(host), _s3_backups(host)
+    before_metrics = _backup_metrics(host, "nightly")
     host.run(f"cp -p {env} {env}.good")
     try:
         host.run(
@@ -309,6 +347,13 @@ def test_a_failed_upload_fails_the_backup_and_keeps_the_local_copy(host):
     assert run.rc != 0, journal
     assert state == "failed", journal
     assert "SignatureDoesNotMatch" in journal, journal
+    # Recorded for the BackupFailed alert; the last success stays the previous run's.
+    failed_metrics = _backup_metrics(host, "nightly")
+    assert failed_metrics["morpheus_backup_last_status"] == 0, failed_metrics
+    assert (
+        failed_metrics["morpheus_backup_last_success_timestamp_seconds"]
+        == before_metrics["morpheus_backup_last_success_timestamp_seconds"]
+    )
     new = sorted(set(_local_backups(host)) - set(before_local))
     assert len(new) == 1, (before_local, _local_backups(host))
     assert f"shipping {new[0]} to s3://{S3_BUCKET}/{S3_PREFIX}/{new[0]} FAILED" in journal, journal

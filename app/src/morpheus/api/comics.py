@@ -235,7 +235,9 @@ async def cbz(comic_id: uuid.UUID, request: Request, ctx: Context, api_key: Key)
 
 @router.get("/{comic_id:uuid}", response_model=ComicStatusOut, responses=COMIC_ERRORS)
 async def status(comic_id: uuid.UUID, ctx: Context, api_key: Key) -> ComicStatusOut:
-    view = await get_comic(ctx, str(comic_id), api_key)
+    # Clients poll it: the hot standby may answer, a few seconds behind at most; a comic
+    # it has not replayed yet is looked for on the primary (the poll after a submission).
+    view = await get_comic(ctx, str(comic_id), api_key, standby=True)
     return status_body(view.comic, [page.number for page in view.pages])
 
 

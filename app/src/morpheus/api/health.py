@@ -2,7 +2,8 @@
 
 Readiness and the summary report the process's latest round of checks of PostgreSQL and
 Redis (:mod:`morpheus.services.readiness`): shared by concurrent requests and reused for
-up to a second, never past a failure.
+up to a second, never past a failure. The hot standby's state, when there is one, is
+shown beside them as its reads last measured it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from morpheus.api.metrics import render_metrics
 from morpheus.logging import get_logger
 from morpheus.queue.metrics import refresh_queue_gauges
 from morpheus.services.context import AppContext, get_context
+from morpheus.services.readiness import service_checks
 
 log = get_logger(__name__)
 
@@ -37,8 +39,10 @@ async def live() -> JSONResponse:
 @router.get("/health/ready")
 async def ready(ctx: Context) -> JSONResponse:
     """PostgreSQL and Redis answer; 503 naming each one that does not. The release id
-    lets a deploy check that a new container runs the release it started."""
-    found = await ctx.readiness.current()
+    lets a deploy check that a new container runs the release it started. The hot
+    standby, when there is one, is shown (``ok``, ``lagging`` or ``unavailable``) but
+    never fails readiness."""
+    found = await service_checks(ctx.readiness, ctx.reads)
     failed = found.failed
     body: dict[str, Any] = {
         "status": "ok" if not failed else "unavailable",
@@ -52,11 +56,12 @@ async def ready(ctx: Context) -> JSONResponse:
 
 @router.get("/health")
 async def summary(ctx: Context) -> JSONResponse:
-    """Version, release and the state of each dependency (always 200: readiness gates)."""
-    found = await ctx.readiness.current()
+    """Version, release and the state of each dependency, the hot standby's too
+    (always 200: readiness gates)."""
+    found = await service_checks(ctx.readiness, ctx.reads)
     return JSONResponse(
         {
-            "status": "degraded" if found.failed else "ok",
+            "status": "ok" if found.healthy else "degraded",
             "version": __version__,
             "release_id": ctx.settings.release_id,
             "environment": ctx.settings.environment,

@@ -1,11 +1,11 @@
 """Prometheus metrics: HTTP request counts and latency, and the exposition.
 
 The HTTP metrics live in the process-wide default registry, beside the pipeline,
-provider, worker and rate-limit metrics that other modules define there. When Gunicorn runs several
-workers, ``PROMETHEUS_MULTIPROC_DIR`` is set and :func:`render_metrics` aggregates the
-files all processes write (prometheus-client's multiprocess mode), plus the queue's
-figures, which the process serving the scrape has just read from Redis
-(:mod:`morpheus.queue.metrics`). Every metric is listed in ``docs/metrics.md``.
+provider, worker, rate-limit and hot standby metrics that other modules define there.
+When Gunicorn runs several workers, ``PROMETHEUS_MULTIPROC_DIR`` is set and
+:func:`render_metrics` aggregates the files all processes write (prometheus-client's
+multiprocess mode), plus the queue's figures, which the process serving the scrape has
+just read from Redis (:mod:`morpheus.queue.metrics`). Every metric is listed in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Imported for their metrics, so that they are registered (and exposed) in every process.
+import morpheus.db.standby
 import morpheus.providers.metrics
 import morpheus.queue.metrics
 import morpheus.services.request_limits

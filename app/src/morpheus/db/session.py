@@ -3,7 +3,10 @@
 The engine works through PgBouncer in transaction pooling mode: psycopg never prepares
 statements on the server (``prepare_threshold=None``), nothing relies on session state
 (the statement timeout is set per transaction with ``SET LOCAL`` semantics) and no
-libpq ``options`` startup parameter is sent (PgBouncer refuses it).
+libpq ``options`` startup parameter is sent (PgBouncer refuses it). An engine made
+``read_only`` (the hot standby's), and :func:`read_only` of any engine (the reads of
+:mod:`morpheus.db.standby`), open every transaction with ``BEGIN READ ONLY``, per
+transaction too: a write through them fails, whichever server it reaches.
 
 A restarted PostgreSQL (or a PgBouncer that lost its servers) leaves dead connections in
 the pool: each is pinged when checked out (``pool_pre_ping``) and replaced when the ping
@@ -37,6 +40,10 @@ log = structlog.stdlib.get_logger("morpheus.db")
 
 APPLICATION_NAME = "morpheus"
 
+# psycopg's read_only: every transaction begins with BEGIN READ ONLY. SQLAlchemy sets it
+# on a pooled connection while an engine with this option holds it, and resets it after.
+READ_ONLY = {"postgresql_readonly": True}
+
 _lock = threading.Lock()
 _engines: dict[tuple[Any, ...], Engine] = {}
 _sessionmakers: dict[tuple[Any, ...], sessionmaker[Session]] = {}
@@ -51,8 +58,10 @@ def make_engine(
     connect_timeout: int = 5,
     statement_timeout_ms: int = 30_000,
     application_name: str = APPLICATION_NAME,
+    read_only: bool = False,
 ) -> Engine:
-    """A new engine with PgBouncer-safe settings; the caller owns (and disposes) it."""
+    """A new engine with PgBouncer-safe settings; the caller owns (and disposes) it.
+    ``read_only``: every transaction is read-only (psycopg sends ``BEGIN READ ONLY``)."""
     engine = create_engine(
         database_url,
         connect_args={
@@ -70,10 +79,16 @@ def make_engine(
         # Errors and logs name the statement, never its parameters: those hold novels'
         # text, titles and client addresses.
         hide_parameters=True,
+        execution_options=READ_ONLY if read_only else {},
     )
     if statement_timeout_ms > 0:
         _install_statement_timeout(engine, statement_timeout_ms)
     return engine
+
+
+def read_only(engine: Engine) -> Engine:
+    """``engine`` (its pool, its events) with every transaction read-only."""
+    return engine.execution_options(**READ_ONLY)
 
 
 def _install_statement_timeout(engine: Engine, timeout_ms: int) -> None:

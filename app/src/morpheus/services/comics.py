@@ -5,13 +5,18 @@ Database work is synchronous (SQLAlchemy sessions) and runs in the thread pool; 
 calls are asynchronous and time-bounded by the queue client. Reads run once more when
 their connection died under them (``retry_on_disconnect``); a database that cannot
 answer raises SQLAlchemy's error, which the sites answer with 503 and ``Retry-After``.
+A read whose caller passes ``standby=True`` may be answered by the hot standby
+(:mod:`morpheus.db.standby`); every other read, and every write, is the primary's.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from morpheus.db import comics
@@ -25,6 +30,8 @@ from morpheus.services.errors import ENQUEUE_FAILED_MESSAGE, Conflict, NotFound,
 # Its lines keep the logger name they had when this lived in the API package, so that
 # log queries selecting on it still find them.
 log = get_logger("morpheus.api.services")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,44 @@ def _visible(comic: Comic | None, viewer: Viewer) -> bool:
     return comic.api_key_id is None
 
 
-async def get_comic(ctx: AppContext, comic_id: str, api_key: Viewer = None) -> ComicView:
-    """The comic and its pages, or :class:`NotFound` (also for a comic the viewer may not
-    see: its existence is not revealed)."""
+async def _read(
+    ctx: AppContext,
+    read: Callable[[Session], T],
+    *,
+    standby: bool,
+    missing: Callable[[T], bool] | None = None,
+) -> T:
+    """``read(session)`` in a session of its own: on the primary, or, with ``standby``, on
+    the hot standby when it is healthy (the primary's answer when ``missing`` is true of
+    the standby's)."""
+    if standby:
+        return await run_in_threadpool(ctx.reads.run, read, missing=missing)
 
-    def read() -> ComicView | None:
+    def on_primary() -> T:
         with ctx.sessions() as session:
-            comic = comics.get_comic(session, comic_id)
-            if not _visible(comic, api_key):
-                return None
-            assert comic is not None
-            return ComicView(comic, comics.list_pages(session, comic.id))
+            return read(session)
 
-    view = await run_in_threadpool(retry_on_disconnect(read))
+    return await run_in_threadpool(retry_on_disconnect(on_primary))
+
+
+async def get_comic(
+    ctx: AppContext, comic_id: str, api_key: Viewer = None, *, standby: bool = False
+) -> ComicView:
+    """The comic and its pages, or :class:`NotFound` (also for a comic the viewer may not
+    see: its existence is not revealed).
+
+    ``standby``: a status poll, which the hot standby may answer. A comic the standby does
+    not show (a comic submitted a moment ago that it has not replayed yet) is looked for on
+    the primary: the poll that follows a submission finds it."""
+
+    def read(session: Session) -> ComicView | None:
+        comic = comics.get_comic(session, comic_id)
+        if not _visible(comic, api_key):
+            return None
+        assert comic is not None
+        return ComicView(comic, comics.list_pages(session, comic.id))
+
+    view = await _read(ctx, read, standby=standby, missing=lambda found: found is None)
     if view is None:
         raise NotFound("No comic with this id.")
     return view
@@ -153,16 +185,21 @@ async def retry_comic(ctx: AppContext, comic_id: str) -> Comic:
 
 
 async def list_comics(
-    ctx: AppContext, *, limit: int = 50, offset: int = 0, status: str | None = None
+    ctx: AppContext,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    status: str | None = None,
+    standby: bool = False,
 ) -> tuple[list[Comic], int]:
-    """A page of comics, newest first, and how many there are in all."""
+    """A page of comics, newest first, and how many there are in all. ``standby``: the
+    hot standby may answer (a listing a few seconds old will do)."""
 
-    def read() -> tuple[list[Comic], int]:
-        with ctx.sessions() as session:
-            found = comics.list_comics(session, limit=limit, offset=offset, status=status)
-            return found, comics.count_comics(session, status=status)
+    def read(session: Session) -> tuple[list[Comic], int]:
+        found = comics.list_comics(session, limit=limit, offset=offset, status=status)
+        return found, comics.count_comics(session, status=status)
 
-    return await run_in_threadpool(retry_on_disconnect(read))
+    return await _read(ctx, read, standby=standby)
 
 
 def _fail(ctx: AppContext, comic_id: uuid.UUID, message: str) -> None:

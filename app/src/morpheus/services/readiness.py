@@ -15,6 +15,12 @@ check both services itself. Now a process checks them in rounds, and:
   failing (:meth:`Readiness.saw_failure`: a request whose database connection was
   refused or dropped, a rate limit whose Redis did not answer): such a round is not
   reused, and one that was under way reports that service unavailable.
+
+A hot standby, when there is one, is shown beside them (:func:`service_checks`) but never
+fails readiness: while it is down or behind, the primary answers its reads. Its state is
+the one its reads go by (:class:`~morpheus.db.standby.ReadRouter`), which is measured at
+most once a second already; so it takes no part in the rounds, and a request takes no
+thread to tell it while that state is fresh.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import anyio
 import redis.asyncio as redis
 from sqlalchemy import Engine, text
 
+from morpheus.db.standby import ReadRouter, StandbyState
 from morpheus.logging import get_logger
 
 # Its lines keep the logger name they had when the checks lived in the API's health
@@ -42,8 +49,11 @@ MAX_AGE_SECONDS = 1.0
 
 POSTGRESQL = "postgresql"
 REDIS = "redis"
+# Shown, never failing readiness.
+STANDBY = "postgresql_standby"
 
 State = Literal["ok", "unavailable"]
+Standby = Literal["ok", "lagging", "unavailable"]
 Check = Callable[[], Awaitable[None]]
 
 
@@ -63,6 +73,26 @@ async def check_redis(client: redis.Redis, timeout: float = CHECK_TIMEOUT_SECOND
     with anyio.fail_after(timeout):
         if not await client.ping():
             raise ConnectionError("Redis did not answer PING")
+
+
+async def check_standby(reads: ReadRouter, timeout: float = CHECK_TIMEOUT_SECONDS) -> Standby:
+    """The hot standby as its reads see it: ``ok``, ``lagging`` (too far behind, reads go
+    to the primary) or ``unavailable`` (no answer within ``timeout`` seconds, or a failed
+    query). The state measured in the last second is not measured again."""
+    state = reads.known_state()
+    if state is None:
+        try:
+            with anyio.fail_after(timeout):
+                state = await anyio.to_thread.run_sync(reads.state, abandon_on_cancel=True)
+        except TimeoutError:
+            return "unavailable"
+    return _standby(state)
+
+
+def _standby(state: StandbyState) -> Standby:
+    if state.usable:
+        return "ok"
+    return "lagging" if state.reason == "lag" else "unavailable"
 
 
 @dataclass(frozen=True)
@@ -139,6 +169,44 @@ class Readiness:
             log.warning("readiness check failed", check=name, error=repr(exc))
             return False
         return True
+
+
+@dataclass(frozen=True)
+class ServiceChecks:
+    """What the health routes report: a round's PostgreSQL and Redis, and the hot
+    standby's state beside them when there is one."""
+
+    round: Round
+    standby: Standby | None = None
+
+    @property
+    def checks(self) -> dict[str, str]:
+        checks: dict[str, str] = dict(self.round.checks)
+        if self.standby is not None:
+            checks[STANDBY] = self.standby
+        return checks
+
+    @property
+    def failed(self) -> list[str]:
+        """The services that fail readiness: never the standby."""
+        return self.round.failed
+
+    @property
+    def healthy(self) -> bool:
+        """Every service answers, the standby too (it is ``ok``)."""
+        return not self.failed and self.standby in (None, "ok")
+
+
+async def service_checks(readiness: Readiness, reads: ReadRouter) -> ServiceChecks:
+    """``readiness``'s current round, and the standby's state when ``reads`` has one;
+    both at once when each must be found anew."""
+    if not reads.has_standby:
+        return ServiceChecks(await readiness.current())
+    known = reads.known_state()
+    if known is not None:
+        return ServiceChecks(await readiness.current(), _standby(known))
+    found, standby = await asyncio.gather(readiness.current(), check_standby(reads))
+    return ServiceChecks(found, standby)
 
 
 def service_readiness(engine: Engine, client: redis.Redis) -> Readiness:

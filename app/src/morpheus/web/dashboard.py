@@ -243,8 +243,9 @@ async def jobs(
     ] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
+    # The hot standby may answer the listing; the operator is checked on the primary.
     comics, total = await list_comics(
-        ctx, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, status=status
+        ctx, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, status=status, standby=True
     )
     counts, workers = await queue_overview(ctx)
     return render(
@@ -271,6 +272,7 @@ async def jobs(
 async def detail(
     comic_id: uuid.UUID, request: Request, ctx: Context, session: SessionDep, user: Operator
 ) -> HTMLResponse:
+    # The primary's: the page an operator lands on after a retry or a cancel shows it.
     view = await get_comic(ctx, str(comic_id), OPERATOR)
     return render(
         request,

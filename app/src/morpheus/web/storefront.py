@@ -123,7 +123,9 @@ async def submit(request: Request, ctx: Context) -> Response:
 
 @router.get("/comics/{comic_id:uuid}", response_class=HTMLResponse)
 async def status(comic_id: uuid.UUID, request: Request, ctx: Context) -> HTMLResponse:
-    view = await comics.get_comic(ctx, str(comic_id))
+    # Refreshed every few seconds while the comic is made: the hot standby may answer (a
+    # comic it has not replayed yet, just submitted, is looked for on the primary).
+    view = await comics.get_comic(ctx, str(comic_id), standby=True)
     comic = view.comic
     in_progress = comic.status in (ComicStatus.QUEUED.value, ComicStatus.RUNNING.value)
     return render(
