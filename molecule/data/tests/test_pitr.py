@@ -166,7 +166,7 @@ def test_a_lost_disk_is_recovered_to_the_last_archived_commit(host, writer):
     assert int(_psql(host, f"SELECT count(*) FROM pitr_drill WHERE id <= {recovered}")) == recovered
     lost = [epoch for row_id, epoch in rows if row_id > recovered]
     rpo = crash - lost[0] if lost else 0.0
-    print(
+    say(
         f"lost disk: {len(rows)} rows committed, {len(lost)} lost, RPO {rpo:.1f} s "
         f"(archive_timeout {ARCHIVE_TIMEOUT} s); RTO {seconds:.0f} s for restore.yml on a "
         f"{HISTORY['size_mb']} MB database"
@@ -187,6 +187,9 @@ def test_recovery_to_a_point_in_time_keeps_every_row_up_to_it_and_none_after(hos
     say(f"point in time: {count} rows back, as at {_utc(target)}; restore.yml {seconds:.0f} s")
     assert (int(count), int(last_id)) == (len(expected), expected[-1][0])
     assert float(last_at) <= target
+    # The recovery's target is not left for a standby copied from this primary to inherit.
+    auto_conf = host.file(f"{DATA_DIR}/postgresql.auto.conf").content_string
+    assert "recovery_target" not in auto_conf, auto_conf
     # The previous data directory went once the recovered one answered.
     assert host.run(f"ls -d {DATA_DIR}.before-restore-* 2>/dev/null").stdout == ""
     # The recovered primary archives again, on its new timeline.
