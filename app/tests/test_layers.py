@@ -22,8 +22,8 @@ layer and the layers below it, never one above. From the top:
    ``providers``;
 8. the pipeline's data model, ``pipeline.script``: panels and scripts, which providers
    and composition depend on, not on the heuristics that make them;
-9. the ground: ``settings``, ``logging``, ``observability``, ``cancellation`` and the
-   package itself (its version).
+9. the ground: ``settings`` (with ``database_url``, how it reads the database URLs),
+   ``logging``, ``observability``, ``cancellation`` and the package itself (its version).
 
 A module is placed by the longest prefix that names it, so ``pipeline.script`` is in
 its own layer and the rest of ``pipeline`` in the pipeline's. Imports inside functions
@@ -74,6 +74,7 @@ LAYERS: tuple[Layer, ...] = (
         (
             ROOT,
             "morpheus.settings",
+            "morpheus.database_url",
             "morpheus.logging",
             "morpheus.observability",
             "morpheus.cancellation",

@@ -434,11 +434,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"error: {exc}")
         return EXIT_FAILED
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        _err(f"error: the database is not reachable: {reason}")
+        _err(f"error: the database is not reachable: {_unreachable_reason(exc)}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _unreachable_reason(exc: OperationalError) -> str:
+    """psycopg's reason on one line: its first, or when the URL named several hosts, the
+    first line of each host's failure in the order tried (psycopg names hosts and ports,
+    never the password)."""
+    lines = str(exc.orig).strip().splitlines() if exc.orig else []
+    if not lines:
+        return "connection failed"
+    attempts = [line[2:] for line in lines if line.startswith("- host: ")]
+    if len(attempts) < 2:
+        return lines[0]
+    return f"tried {len(attempts)} hosts in turn: {'; '.join(attempts)}"
 
 
 def run() -> None:

@@ -33,6 +33,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources import SecretsSettingsSource
 
+from morpheus.database_url import normalize as _postgresql_url
+
 ENV_PREFIX = "MORPHEUS_"
 SECRETS_DIR_ENV = "MORPHEUS_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
@@ -64,18 +66,6 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-def _postgresql_url(value: str) -> str:
-    """``value`` as a psycopg 3 SQLAlchemy URL (``postgres://`` and ``postgresql://`` are
-    rewritten); ``ValueError`` for any other kind of URL."""
-    raw = value.strip()
-    for prefix in ("postgres://", "postgresql://"):
-        if raw.startswith(prefix):
-            raw = "postgresql+psycopg://" + raw[len(prefix) :]
-    if not raw.startswith("postgresql+psycopg://"):
-        raise ValueError("must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db")
-    return raw
-
-
 class Settings(BaseSettings):
     """All configuration of the API, the dashboard and the workers."""
 
@@ -91,12 +81,15 @@ class Settings(BaseSettings):
     release_id: str = Field(default="unknown", min_length=1, max_length=100)
 
     # --- PostgreSQL -------------------------------------------------------------------------
+    # One server, or several PgBouncers tried in order (morpheus.database_url):
+    # postgresql+psycopg://user:password@/dbname?host=a:6432&host=b:6432&connect_timeout=3.
     database_url: str = Field(
         description="SQLAlchemy URL, postgresql+psycopg://user:password@host:port/dbname"
     )
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=5, ge=0, le=100)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Each attempt to connect, per host; a connect_timeout in a database URL wins for it.
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     # Applied per transaction (SET LOCAL), so it is safe behind PgBouncer; 0 disables it.
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)

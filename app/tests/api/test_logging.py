@@ -45,6 +45,10 @@ FAKE_KEY = "mph_0123456789ab_" + "S3cr3tPart" * 4
         ({"note": "retried with bearer qwertyuiop12"}, "qwertyuiop12"),
         ({"url": "redis://:topsecretpw@redis:6379/0"}, "topsecretpw"),
         ({"url": "postgresql+psycopg://app:dbpass99@db/morpheus"}, "dbpass99"),
+        (
+            {"event": "postgresql+psycopg://app:dbpass98@/morpheus?host=10.0.0.4:6432&host=b:6432"},
+            "dbpass98",
+        ),
         ({"pairs": [("authorization", "Basic dXNlcjpwYXNz")]}, "dXNlcjpwYXNz"),
     ],
 )

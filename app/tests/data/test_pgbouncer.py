@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from morpheus.db import comics, schema
 from morpheus.db.session import database_unavailable, make_engine, make_sessionmaker
+from several_hosts import dead_host, several_hosts
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -271,6 +272,27 @@ def test_migrations_run_through_pgbouncer(pgbouncer: Bouncer, bounced_database: 
     assert schema.current_revision(url) is None
     schema.upgrade(url)
     assert schema.current_revision(url) == schema.head_revision()
+
+
+def test_migrations_and_the_engine_reach_pgbouncer_past_a_dead_first_host(
+    pgbouncer: Bouncer, bounced_database: str
+) -> None:
+    """As the service's URL names every postgres host's PgBouncer, the primary's first:
+    with that host gone, the next PgBouncer answers."""
+    with dead_host("silent") as dead:
+        url = several_hosts(pgbouncer.sqlalchemy_url(bounced_database), dead.address)
+        schema.upgrade(url)
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT current_database()")).scalar_one() == (
+                    bounced_database
+                )
+        finally:
+            engine.dispose()
+    assert schema.current_revision(pgbouncer.sqlalchemy_url(bounced_database)) == (
+        schema.head_revision()
+    )
 
 
 def test_engine_repeats_statements_across_connections_without_errors(

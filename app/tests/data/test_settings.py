@@ -116,8 +116,9 @@ def test_missing_settings_are_each_named(clean_env: pytest.MonkeyPatch) -> None:
         (
             "MORPHEUS_DATABASE_READ_URL",
             "mysql://standby/x",
-            "must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db, or empty for "
-            "no standby",
+            "must be a PostgreSQL URL: postgresql+psycopg://user@host:port/db (several hosts: "
+            "postgresql+psycopg://user@/db?host=HOST:PORT&host=HOST:PORT), or empty for no "
+            "standby",
         ),
         ("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "0", "greater than 0"),
         ("MORPHEUS_DATABASE_READ_MAX_LAG_SECONDS", "-2.5", "greater than 0"),
@@ -152,6 +153,76 @@ def test_no_standby_unless_a_read_url_is_set(clean_env: pytest.MonkeyPatch) -> N
     settings = load_settings()
     assert settings.database_read_url == "postgresql+psycopg://app@db.internal:6432/morpheus_ro"
     assert settings.database_read_max_lag_seconds == 0.5
+
+
+# Test-only password: it must never show in a message about the URL it is part of.
+URL_PASSWORD = "test-only-url-pw"
+
+
+@pytest.mark.parametrize("variable", ["MORPHEUS_DATABASE_URL", "MORPHEUS_DATABASE_READ_URL"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Every postgres host's PgBouncer, as the platform writes them.
+        (
+            f"postgresql+psycopg://app:{URL_PASSWORD}@/morpheus"
+            "?host=10.0.0.4:6432&host=10.0.0.5:6432&connect_timeout=3",
+            None,
+        ),
+        # libpq's own form, and a plain postgresql:// one, rewritten as for one host.
+        (
+            f"postgresql://app:{URL_PASSWORD}@/morpheus?host=10.0.0.4,10.0.0.5&port=6432,6432",
+            f"postgresql+psycopg://app:{URL_PASSWORD}@/morpheus"
+            "?host=10.0.0.4,10.0.0.5&port=6432,6432",
+        ),
+        # One host named in ?host= is one host still.
+        (f"postgresql+psycopg://app:{URL_PASSWORD}@/morpheus?host=10.0.0.4:6432", None),
+    ],
+)
+def test_a_url_of_several_hosts_is_taken_as_it_is(
+    clean_env: pytest.MonkeyPatch, variable: str, value: str, expected: str | None
+) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv(variable, value)
+    settings = load_settings()
+    field = "database_url" if variable == "MORPHEUS_DATABASE_URL" else "database_read_url"
+    assert getattr(settings, field) == (expected or value)
+
+
+@pytest.mark.parametrize("variable", ["MORPHEUS_DATABASE_URL", "MORPHEUS_DATABASE_READ_URL"])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("?host=10.0.0.4:6432&host=10.0.0.5:pgb", "its hosts and ports do not read"),
+        ("?host=10.0.0.4,10.0.0.5&port=6432,6432,6432", "its hosts and ports do not read"),
+        ("?host=10.0.0.4:6432&connect_timeout=0", "connect_timeout must be a whole number"),
+        ("?host=10.0.0.4:6432&connect_timeout=soon", "connect_timeout must be a whole number"),
+    ],
+)
+def test_a_url_whose_hosts_do_not_read_is_refused_without_echoing_it(
+    clean_env: pytest.MonkeyPatch, variable: str, query: str, expected: str
+) -> None:
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv(variable, f"postgresql+psycopg://app:{URL_PASSWORD}@/morpheus{query}")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (line,) = caught.value.lines
+    assert line.startswith(f"{variable}: ") and expected in line, line
+    assert URL_PASSWORD not in line and "10.0.0.4" not in line
+
+
+def test_hosts_both_after_at_and_in_the_query_are_refused(clean_env: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy would drop the one after @ without a word."""
+    set_env(clean_env, GOOD_ENV)
+    clean_env.setenv(
+        "MORPHEUS_DATABASE_URL",
+        f"postgresql+psycopg://app:{URL_PASSWORD}@10.0.0.9:6432/morpheus?host=10.0.0.4:6432",
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.lines == [
+        "MORPHEUS_DATABASE_URL: names hosts both after @ and in ?host=: give them in one place"
+    ]
 
 
 def test_backend_specific_settings_are_required(clean_env: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,8 @@ from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from morpheus.db.session import connect_args
+
 # The module-level attribute of a revision that names its phase, and the phases.
 PHASE_ATTRIBUTE = "phase"
 EXPAND = "expand"
@@ -91,7 +93,7 @@ def _migration_context(database_url: str) -> Iterator[MigrationContext]:
     engine = create_engine(
         database_url,
         poolclass=NullPool,
-        connect_args={"prepare_threshold": None, "connect_timeout": 10},
+        connect_args=connect_args(database_url, 10, "morpheus-migrate"),
         hide_parameters=True,
     )
     try:

@@ -1,5 +1,9 @@
 """Engines and sessions.
 
+A database URL names one server or several PgBouncers (:mod:`morpheus.database_url`):
+psycopg tries them in order, each attempt bounded by the URL's ``connect_timeout`` when it
+gives one, else by the engine's.
+
 The engine works through PgBouncer in transaction pooling mode: psycopg never prepares
 statements on the server (``prepare_threshold=None``), nothing relies on session state
 (the statement timeout is set per transaction with ``SET LOCAL`` semantics) and no
@@ -27,6 +31,7 @@ from typing import Any, TypeVar
 import psycopg
 import structlog
 from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -64,13 +69,7 @@ def make_engine(
     ``read_only``: every transaction is read-only (psycopg sends ``BEGIN READ ONLY``)."""
     engine = create_engine(
         database_url,
-        connect_args={
-            # No server-side prepared statements: PgBouncer 1.18 in transaction pooling
-            # hands each transaction to any server connection, where they do not exist.
-            "prepare_threshold": None,
-            "connect_timeout": connect_timeout,
-            "application_name": application_name,
-        },
+        connect_args=connect_args(database_url, connect_timeout, application_name),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
@@ -84,6 +83,23 @@ def make_engine(
     if statement_timeout_ms > 0:
         _install_statement_timeout(engine, statement_timeout_ms)
     return engine
+
+
+def connect_args(
+    database_url: str, connect_timeout: int, application_name: str = APPLICATION_NAME
+) -> dict[str, Any]:
+    """psycopg's arguments for every connection to ``database_url``. ``connect_timeout``
+    bounds each attempt (each host's) unless the URL gives its own: SQLAlchemy lets these
+    arguments win over the URL's, and the URL's is the one its hosts were given with."""
+    arguments: dict[str, Any] = {
+        # No server-side prepared statements: PgBouncer 1.18 in transaction pooling
+        # hands each transaction to any server connection, where they do not exist.
+        "prepare_threshold": None,
+        "application_name": application_name,
+    }
+    if "connect_timeout" not in make_url(database_url).query:
+        arguments["connect_timeout"] = connect_timeout
+    return arguments
 
 
 def read_only(engine: Engine) -> Engine:

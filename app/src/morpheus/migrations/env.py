@@ -1,7 +1,8 @@
 """Alembic environment: migrates the database named by the settings (or by the caller).
 
 Migrations run in one transaction that first takes a transaction-level advisory lock, so
-several processes starting at once (and PgBouncer in transaction pooling mode) are safe.
+several processes starting at once (and PgBouncer in transaction pooling mode) are safe;
+the lock is the primary's, so it holds whichever of a URL's PgBouncers each one reached.
 
 Then, for that transaction, ``SET LOCAL lock_timeout`` and ``SET LOCAL statement_timeout``
 (MORPHEUS_DB_MIGRATION_LOCK_TIMEOUT_MS, default 5 s, and

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
+from morpheus.database_url import endpoints
 from morpheus.db.session import make_engine, make_sessionmaker, on_unavailable
 from morpheus.db.standby import ReadRouter
 from morpheus.services.ratelimit import RateLimiter, make_redis_client
@@ -46,7 +47,12 @@ class AppContext:
         if settings.database_read_url:
             standby = _engine(settings, settings.database_read_url, read_only=True)
         client = make_redis_client(settings.redis_url)
-        readiness = service_readiness(engine, client)
+        readiness = service_readiness(
+            engine,
+            client,
+            postgres_fallback_seconds=_fallback_seconds(settings, settings.database_url),
+            standby_fallback_seconds=_fallback_seconds(settings, settings.database_read_url),
+        )
         # What the process's own requests meet counts too: a failure is never hidden by
         # a round that passed before it. The reads the primary answers in the standby's
         # stead go through ``engine`` too; the standby's own failures never fail readiness.
@@ -86,6 +92,13 @@ def _engine(settings: Settings, url: str, *, read_only: bool = False) -> Engine:
         statement_timeout_ms=settings.db_statement_timeout_ms,
         read_only=read_only,
     )
+
+
+def _fallback_seconds(settings: Settings, url: str | None) -> float:
+    """How long a new connection to ``url`` may spend on the hosts before its last."""
+    if not url:
+        return 0.0
+    return endpoints(url).fallback_seconds(settings.db_connect_timeout_seconds)
 
 
 async def get_context(request: Request) -> AppContext:

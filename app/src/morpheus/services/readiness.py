@@ -8,7 +8,9 @@ check both services itself. Now a process checks them in rounds, and:
 - concurrent requests share the round under way instead of starting their own;
 - a round in which every service answered is reused for :data:`MAX_AGE_SECONDS` from its
   start, so a service that dies is reported within that period plus one round (each
-  check bounded by :data:`CHECK_TIMEOUT_SECONDS`);
+  check bounded by :data:`CHECK_TIMEOUT_SECONDS`, and PostgreSQL's, when its URL names
+  several hosts, by as long again as a new connection may spend on the hosts before the
+  last: one that is down must not fail readiness while the next one answers);
 - a round in which a service failed is never reused: the next request starts a new one,
   so a service that comes back is seen with the next round;
 - a service never reads "ok" from a round that started before the process last met it
@@ -117,9 +119,12 @@ class Readiness:
         *,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        standby_timeout: float = CHECK_TIMEOUT_SECONDS,
     ) -> None:
         self.checks = dict(checks)
         self.max_age = max_age
+        # How long the hot standby's state may take to measure (it is shown, never gating).
+        self.standby_timeout = standby_timeout
         self.clock = clock
         self._latest: Round | None = None
         self._running: asyncio.Task[Round] | None = None
@@ -205,15 +210,28 @@ async def service_checks(readiness: Readiness, reads: ReadRouter) -> ServiceChec
     known = reads.known_state()
     if known is not None:
         return ServiceChecks(await readiness.current(), _standby(known))
-    found, standby = await asyncio.gather(readiness.current(), check_standby(reads))
+    found, standby = await asyncio.gather(
+        readiness.current(), check_standby(reads, readiness.standby_timeout)
+    )
     return ServiceChecks(found, standby)
 
 
-def service_readiness(engine: Engine, client: redis.Redis) -> Readiness:
-    """The readiness of this process's PostgreSQL (through ``engine``) and Redis."""
+def service_readiness(
+    engine: Engine,
+    client: redis.Redis,
+    *,
+    postgres_fallback_seconds: float = 0.0,
+    standby_fallback_seconds: float = 0.0,
+) -> Readiness:
+    """The readiness of this process's PostgreSQL (through ``engine``) and Redis. The
+    ``*_fallback_seconds`` are how long a new connection may spend on the hosts its URL
+    names before the last (:meth:`morpheus.database_url.Endpoints.fallback_seconds`):
+    the checks of PostgreSQL and of the standby wait that much longer."""
+    postgres_timeout = CHECK_TIMEOUT_SECONDS + postgres_fallback_seconds
     return Readiness(
         {
-            POSTGRESQL: lambda: check_postgres(engine),
+            POSTGRESQL: lambda: check_postgres(engine, postgres_timeout),
             REDIS: lambda: check_redis(client),
-        }
+        },
+        standby_timeout=CHECK_TIMEOUT_SECONDS + standby_fallback_seconds,
     )
