@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import yaml
@@ -310,7 +311,9 @@ def test_preflight_refuses_the_examples_naming_variables_and_files(env):
         re.compile(re.escape(hosts) + rf":\d+: ansible_host = 'CHANGE_ME' \(hosts: {env}-db-1\)"),
         re.compile(
             re.escape(f"inventories/{env}/group_vars/all/vault.yml")
-            + r": vault_redis_app_password is not defined, needed by redis_app_password"
+            # (among the others that need it, in name order)
+            + r": vault_redis_app_password is not defined, needed by "
+            + r"([a-z_]+, )*redis_app_password\b"
         ),
     ):
         assert expected.search(output), f"{expected.pattern} not in: {output}"
@@ -335,6 +338,10 @@ def test_local_multihost_shares_the_local_values():
     assert hosts_of(inventory, "api") == ["morpheus-local-api-1", "morpheus-local-api-2"]
     assert hosts_of(inventory, "acme") == hosts_of(inventory, "edge") == ["morpheus-local-edge"]
     assert hosts_of(inventory, "monitoring") == ["morpheus-local-monitor"]
+
+
+# The database password filled_production's test-only vault gives the service.
+FILLED_APP_PASSWORD = "test-only-vault_postgresql_app_password"
 
 
 def filled_production(tmp_path: Path) -> Path:
@@ -582,7 +589,82 @@ def test_production_streams_to_a_hot_standby_and_reads_from_it(tmp_path):
     assert host_value(inventory, "production-db-2", "pgbackrest_primary") is False
     assert host_value(inventory, "production-db-2", "backup_postgresql_databases") == []
     secrets = host_value(inventory, "production-api-1", "app_settings_secrets")
-    assert secrets["MORPHEUS_DATABASE_READ_URL"].endswith(f"@{primary}:6432/morpheus_ro")
+    assert url_hosts(secrets["MORPHEUS_DATABASE_READ_URL"]) == (
+        "morpheus_ro",
+        [f"{standby}:6432", f"{primary}:6432"],
+    )
+
+
+def url_hosts(url: str) -> tuple[str, list[str]]:
+    """The database a service URL names and its hosts, in the order libpq tries them;
+    its user, password and connect_timeout checked on the way."""
+    parts = urlsplit(url)
+    assert parts.scheme == "postgresql+psycopg", url
+    assert parts.netloc == "morpheus:" + quote(FILLED_APP_PASSWORD, safe="") + "@", url
+    query = parse_qs(parts.query)
+    assert query["connect_timeout"] == ["3"], url
+    assert set(query) == {"host", "connect_timeout"}, url
+    return parts.path.removeprefix("/"), query["host"]
+
+
+def test_production_names_every_pgbouncer_the_primarys_first(tmp_path):
+    """The service reaches the primary through any postgres host's PgBouncer: the
+    primary's first, the standby's next, so that losing either host needs no redeploy.
+    Its reads try the standby's first, where the read-only copy is local."""
+    inventory = filled_production(tmp_path)
+    primary = host_value(inventory, "production-db-1", "morpheus_private_address")
+    standby = host_value(inventory, "production-db-2", "morpheus_private_address")
+    for host in ("production-api-1", "production-worker-2"):
+        secrets = host_value(inventory, host, "app_settings_secrets")
+        assert url_hosts(secrets["MORPHEUS_DATABASE_URL"]) == (
+            "morpheus",
+            [f"{primary}:6432", f"{standby}:6432"],
+        )
+        assert url_hosts(secrets["MORPHEUS_DATABASE_READ_URL"]) == (
+            "morpheus_ro",
+            [f"{standby}:6432", f"{primary}:6432"],
+        )
+
+
+def test_a_fenced_host_is_left_out_of_the_service_urls(tmp_path):
+    """Three postgres hosts after a failover: the first fenced, the second the primary,
+    the third its standby. Neither URL names the fenced host."""
+    inventory = filled_production(tmp_path)
+    hosts_file = inventory / "hosts.yml"
+    layout = yaml.safe_load(hosts_file.read_text())
+    layout["all"]["children"]["postgres"]["hosts"]["production-db-3"] = {
+        "ansible_host": "10.10.0.99",
+        "morpheus_private_address": "10.10.0.99",
+    }
+    write_yaml(hosts_file, layout)
+    write_yaml(
+        inventory / "group_vars" / "all" / "zz-failover.yml",
+        {
+            "morpheus_postgres_primary": "production-db-2",
+            "morpheus_postgres_fenced": ["production-db-1"],
+        },
+    )
+    primary = host_value(inventory, "production-db-2", "morpheus_private_address")
+    secrets = host_value(inventory, "production-api-1", "app_settings_secrets")
+    assert url_hosts(secrets["MORPHEUS_DATABASE_URL"]) == (
+        "morpheus",
+        [f"{primary}:6432", "10.10.0.99:6432"],
+    )
+    assert url_hosts(secrets["MORPHEUS_DATABASE_READ_URL"]) == (
+        "morpheus_ro",
+        ["10.10.0.99:6432", f"{primary}:6432"],
+    )
+    # With its standby fenced too, the primary is alone: one host, and no read URL.
+    write_yaml(
+        inventory / "group_vars" / "all" / "zz-failover.yml",
+        {
+            "morpheus_postgres_primary": "production-db-2",
+            "morpheus_postgres_fenced": ["production-db-1", "production-db-3"],
+        },
+    )
+    secrets = host_value(inventory, "production-api-1", "app_settings_secrets")
+    assert url_hosts(secrets["MORPHEUS_DATABASE_URL"]) == ("morpheus", [f"{primary}:6432"])
+    assert "MORPHEUS_DATABASE_READ_URL" not in secrets
 
 
 def test_a_single_postgres_host_has_no_standby():
@@ -591,6 +673,12 @@ def test_a_single_postgres_host_has_no_standby():
     assert [user["name"] for user in users] == ["morpheus"]
     secrets = host_value(Path("inventories/local"), "morpheus-local", "app_settings_secrets")
     assert "MORPHEUS_DATABASE_READ_URL" not in secrets
+    # One postgres host: the URL names its PgBouncer alone.
+    url = urlsplit(secrets["MORPHEUS_DATABASE_URL"])
+    assert (url.path, parse_qs(url.query)) == (
+        "/morpheus",
+        {"host": ["172.30.10.10:6432"], "connect_timeout": ["3"]},
+    )
     assert host_value(Path("inventories/local"), "morpheus-local", "pgbouncer_databases") == [
         {"name": "morpheus", "host": "127.0.0.1"}
     ]

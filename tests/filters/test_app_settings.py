@@ -2,7 +2,13 @@
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from app_settings import FilterModule, settings_file_name, settings_problems, url_component
+from app_settings import (
+    FilterModule,
+    postgresql_url,
+    settings_file_name,
+    settings_problems,
+    url_component,
+)
 
 
 @pytest.mark.parametrize(
@@ -118,8 +124,69 @@ def test_url_component_refuses(value):
         url_component(value)
 
 
+@pytest.mark.parametrize(
+    ("hosts", "arguments", "expected"),
+    [
+        (
+            ["10.0.0.4", "10.0.0.5"],
+            ("morpheus", "pw", "morpheus", 6432, 3),
+            "postgresql+psycopg://morpheus:pw@/morpheus"
+            "?host=10.0.0.4:6432&host=10.0.0.5:6432&connect_timeout=3",
+        ),
+        # One host is one host still; the order given is the order tried.
+        (
+            ["10.0.0.5"],
+            ("morpheus", "pw", "morpheus_ro", "6432", "3"),
+            "postgresql+psycopg://morpheus:pw@/morpheus_ro?host=10.0.0.5:6432&connect_timeout=3",
+        ),
+        (
+            ("db-2.internal", "db-1.internal"),
+            ("app user", "p@ss/w:rd%", "morpheus"),
+            "postgresql+psycopg://app%20user:p%40ss%2Fw%3Ard%25@/morpheus"
+            "?host=db-2.internal:6432&host=db-1.internal:6432",
+        ),
+    ],
+)
+def test_postgresql_url(hosts, arguments, expected):
+    assert postgresql_url(hosts, *arguments) == expected
+
+
+@pytest.mark.parametrize(
+    ("hosts", "arguments", "message"),
+    [
+        ([], ("u", "pw", "db"), "expected a non-empty list of hosts"),
+        ("10.0.0.4", ("u", "pw", "db"), "expected a non-empty list of hosts"),
+        (["10.0.0.4:6432"], ("u", "pw", "db"), "host '10.0.0.4:6432' is not an IPv4 address"),
+        (["fd00::4"], ("u", "pw", "db"), "host 'fd00::4' is not an IPv4 address"),
+        (["a&host=b"], ("u", "pw", "db"), "host 'a&host=b' is not an IPv4 address"),
+        ([None], ("u", "pw", "db"), "host None is not an IPv4 address"),
+        (["a", "a"], ("u", "pw", "db"), "a host is named twice in ['a', 'a']"),
+        (["a"], ("", "pw", "db"), "the user must be a non-empty string"),
+        (["a"], ("u", None, "db"), "the password must be a string, got NoneType"),
+        (["a"], ("u", "pw", "db?x=1"), "'db?x=1' is not a database name"),
+        (["a"], ("u", "pw", "db", 0), "port must be 1 to 65535, got 0"),
+        (["a"], ("u", "pw", "db", "pgb"), "port must be a whole number, got 'pgb'"),
+        (["a"], ("u", "pw", "db", 6432, -1), "connect_timeout must be 0 to 3600, got -1"),
+        (["a"], ("u", "pw", "db", 6432, True), "connect_timeout must be a whole number"),
+    ],
+)
+def test_postgresql_url_refuses(hosts, arguments, message):
+    with pytest.raises(AnsibleFilterError) as caught:
+        postgresql_url(hosts, *arguments)
+    assert str(caught.value).startswith(f"postgresql_url: {message}"), str(caught.value)
+
+
+def test_postgresql_url_never_shows_the_password():
+    secret = "hunter2-not-to-be-printed"
+    for hosts, database in ((["10.0.0.4:6432"], "db"), (["a"], "no good")):
+        with pytest.raises(AnsibleFilterError) as caught:
+            postgresql_url(hosts, "u", secret, database)
+        assert secret not in str(caught.value)
+
+
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
+        "postgresql_url",
         "settings_problems",
         "settings_file_name",
         "url_component",
