@@ -650,6 +650,10 @@ def test_a_fenced_host_is_left_out_of_the_service_urls(tmp_path):
         "morpheus",
         [f"{primary}:6432", "10.10.0.99:6432"],
     )
+    # A migration's dump, and its restore, are taken on the primary too.
+    assert host_value(inventory, "production-api-1", "migrations_postgres_host") == (
+        "production-db-2"
+    )
     assert url_hosts(secrets["MORPHEUS_DATABASE_READ_URL"]) == (
         "morpheus_ro",
         ["10.10.0.99:6432", f"{primary}:6432"],
