@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import tempfile
@@ -10,8 +11,17 @@ from pathlib import Path
 
 import ansible_runner
 import pytest
+import testinfra
+import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+
+def instance(name: str):
+    """A testinfra host for the scenario's instance `name`, through its inventory."""
+    return testinfra.get_host(
+        f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
+    )
 
 
 def journal(host, unit: str, lines: int = 50) -> str:
@@ -32,11 +42,16 @@ def ansible_playbook(
     tags: str | None = None,
     timeout: int = 600,
     options: list[str] | None = None,
+    inventory_vars: dict | None = None,
 ) -> tuple[int, str]:
     """Run a playbook against this scenario's instances, as `molecule verify` sees them,
     through ansible-runner.
 
     `options` are further ansible-playbook arguments (--check, --diff, --limit ...).
+    `inventory_vars` change what the inventory says of every instance, where extra
+    variables would be too strong (a playbook's set_fact cannot override them): they are
+    given as host variables of a second inventory source, which win over the scenario's
+    group variables.
     Returns the exit code and the whole output on one line (white space folded,
     JSON-escaped quotes undone), ready for `message in output` assertions.
     """
@@ -56,11 +71,19 @@ def ansible_playbook(
         "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "molecule" / "shared" / "callback_plugins"),
     }
     with tempfile.TemporaryDirectory(prefix="morpheus-runner-") as private:
+        sources = [inventory]
+        if inventory_vars:
+            hosts = yaml.safe_load(Path(inventory).read_text())["all"]["hosts"]
+            override = Path(private) / "override.yml"
+            override.write_text(
+                json.dumps({"all": {"hosts": dict.fromkeys(hosts, inventory_vars)}})
+            )
+            sources.append(str(override))
         runner = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(PROJECT),
             playbook=str(playbook),
-            inventory=inventory,
+            inventory=sources,
             extravars=extra_vars or {},
             tags=tags,
             cmdline=shlex.join(options) if options else None,

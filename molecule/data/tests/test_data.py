@@ -2,12 +2,10 @@
 nightly backup that restores to identical data through the real playbooks."""
 
 import json
-import os
 import re
 
 import pytest
-import testinfra
-from conftest import PROJECT, ansible_playbook
+from conftest import PROJECT, ansible_playbook, instance
 
 testinfra_hosts = ["morpheus-data"]
 
@@ -18,7 +16,7 @@ REDIS_ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value
 BACKUP_DIR = "/var/backups/morpheus"
 # The node exporter's textfile collector directory (none runs here: the test makes it).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
-# The test S3 server (moto, TLS) that prepare.yml runs on morpheus-data-2.
+# The test S3 server (moto, TLS) that prepare.yml runs on morpheus-data-s3.
 S3_BUCKET = "morpheus-backups"
 S3_PREFIX = "data-scenario"
 STAMP = r"^[0-9]{8}T[0-9]{6}Z$"
@@ -40,12 +38,6 @@ for page in pages:
         out[obj["Key"]] = hashlib.sha256(body).hexdigest()
 print(json.dumps(out))
 """
-
-
-def _s3_host():
-    return testinfra.get_host(
-        f"ansible://morpheus-data-2?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
-    )
 
 
 def _journal(host, unit):
@@ -134,7 +126,7 @@ def test_a_queued_job_survives_a_redis_restart(host):
 def _s3_objects(host):
     """Every object in the test bucket with the sha256 of its content, read back (on the
     S3 host, with the backup's key)."""
-    s3 = _s3_host()
+    s3 = instance("morpheus-data-s3")
     result = s3.run(f"/opt/moto/bin/python - {S3_BUCKET} {S3_PREFIX} <<'EOF'\n{S3_LIST}\nEOF")
     assert result.rc == 0, result.stderr + _journal(s3, "moto-s3")
     return json.loads(result.stdout)

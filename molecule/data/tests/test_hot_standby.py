@@ -1,32 +1,18 @@
 """A hot standby streaming from the primary: how soon a committed row is readable there,
 the read-only PgBouncer database that serves from it, and what it refuses."""
 
-import os
 import shlex
 import time
 
-import testinfra
-from conftest import PROJECT, ansible_playbook
+from conftest import PROJECT, ansible_playbook, instance
 from figures import say
+from pg import psql
+from promql import query, value, wait_for
 
 testinfra_hosts = ["morpheus-data"]
 
 APP_PASSWORD = "test-only-app-password"  # test-only value
 PRIMARY, STANDBY = "172.30.22.11", "172.30.22.12"
-
-
-def _host(name):
-    return testinfra.get_host(
-        f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
-    )
-
-
-def _psql(host, sql, database="morpheus"):
-    result = host.run(
-        f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {database} -c {shlex.quote(sql)}"
-    )
-    assert result.rc == 0, result.stderr
-    return result.stdout.strip()
 
 
 def _app(host, sql, database, address=PRIMARY):
@@ -38,10 +24,10 @@ def _app(host, sql, database, address=PRIMARY):
 
 
 def test_the_standby_streams_through_its_slot(host):
-    standby = _host("morpheus-data-2")
-    assert _psql(standby, "SELECT pg_is_in_recovery()") == "t"
-    assert _psql(standby, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
-    replication = _psql(
+    standby = instance("morpheus-data-2")
+    assert psql(standby, "SELECT pg_is_in_recovery()") == "t"
+    assert psql(standby, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    replication = psql(
         host,
         "SELECT r.application_name, r.state, s.slot_name, s.active FROM pg_stat_replication r"
         " JOIN pg_replication_slots s ON s.active_pid = r.pid",
@@ -66,7 +52,7 @@ exit 1
 
 
 def test_a_committed_row_is_readable_on_the_standby_soon_after(host):
-    standby = _host("morpheus-data-2")
+    standby = instance("morpheus-data-2")
     created = _app(
         host,
         "CREATE TABLE IF NOT EXISTS standby_drill"
@@ -106,14 +92,33 @@ def test_the_read_only_database_serves_from_the_standby_and_refuses_writes(host)
 
 
 def test_backups_run_on_the_primary_only(host):
-    standby = _host("morpheus-data-2")
-    before = _psql(host, "SELECT 1")  # the primary answers
+    standby = instance("morpheus-data-2")
+    before = psql(host, "SELECT 1")  # the primary answers
     assert before == "1"
     run = standby.run("systemctl start pgbackrest-backup@diff.service")
     assert run.rc == 0, run.stderr
     journal = standby.run("journalctl -u pgbackrest-backup@diff --no-pager -n 20").stdout
     assert "condition" in journal.lower(), journal
     assert "backup command begin" not in journal, journal
+
+
+def test_prometheus_sees_the_primary_its_streaming_standby_and_no_replication_alert(host):
+    """The series the replication rules read exist, with the values of a healthy pair, and
+    no replication alert is pending (roles/prometheus's replication.rules.yml)."""
+    wait_for('pg_standby_in_recovery{host="morpheus-data-2"} == 1', 60, "the standby's series")
+    assert value('pg_standby_in_recovery{host="morpheus-data"}') == 0
+    assert value('pg_standby_streaming{host="morpheus-data-2"}') == 1
+    assert value('pg_standby_replay_lag_seconds{host="morpheus-data-2"}') is not None
+    assert value('pg_standby_replay_lag_bytes{host="morpheus-data-2"}') is not None
+    assert (
+        value('pg_replication_slots_active{host="morpheus-data",slot_name="morpheus_data_2"}') == 1
+    )
+    assert value('pg_archiver_failing{host="morpheus-data"}') == 0
+    for name in ("morpheus-data", "morpheus-data-2"):
+        assert value(f'morpheus_postgres_fenced{{host="{name}"}}') == 0
+    assert value('morpheus_postgres_primaries_seen{host="morpheus-data"}') == 1
+    firing = query('ALERTS{alertname=~"Postgresql.*"}')
+    assert not firing, firing
 
 
 def test_a_standby_without_a_replication_password_is_refused():

@@ -13,6 +13,7 @@ import time
 import pytest
 from conftest import PROJECT, ansible_playbook
 from figures import say
+from pg import psql
 
 testinfra_hosts = ["morpheus-data"]
 
@@ -27,14 +28,6 @@ WRITER_LOG = "/var/tmp/pitr-writer.log"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 # What the drills learn and later ones use (module order is run order).
 HISTORY = {}
-
-
-def _psql(host, sql, database="morpheus"):
-    result = host.run(
-        f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {database} -c {shlex.quote(sql)}"
-    )
-    assert result.rc == 0, result.stderr
-    return result.stdout.strip()
 
 
 def _pgbackrest_info(host):
@@ -54,8 +47,8 @@ def _restore(extra_vars):
 def _untouched(host):
     """What a refused recovery must leave as it was: the running server and its data."""
     return (
-        _psql(host, "SELECT pg_postmaster_start_time()"),
-        _psql(host, "SELECT count(*) FROM pitr_drill"),
+        psql(host, "SELECT pg_postmaster_start_time()"),
+        psql(host, "SELECT count(*) FROM pitr_drill"),
         host.run("systemctl is-active pgbouncer").stdout.strip(),
     )
 
@@ -73,8 +66,8 @@ def _writer_rows(host):
 
 
 def test_wal_is_archived_to_an_encrypted_repository(host):
-    assert _psql(host, "SHOW archive_mode", "postgres") == "on"
-    assert _psql(host, "SHOW archive_timeout", "postgres") == f"{ARCHIVE_TIMEOUT}s"
+    assert psql(host, "SHOW archive_mode", "postgres") == "on"
+    assert psql(host, "SHOW archive_timeout", "postgres") == f"{ARCHIVE_TIMEOUT}s"
     check = host.run(f"runuser -u postgres -- pgbackrest --stanza={STANZA} check")
     assert check.rc == 0, check.stdout + check.stderr
     info = _pgbackrest_info(host)
@@ -82,7 +75,7 @@ def test_wal_is_archived_to_an_encrypted_repository(host):
     assert [repo["cipher"] for repo in info["repo"]] == ["aes-256-cbc"]
     # The converge's first full backup.
     assert [backup["type"] for backup in info["backup"]][:1] == ["full"], info["backup"]
-    archived = _psql(host, "SELECT archived_count, failed_count FROM pg_stat_archiver", "postgres")
+    archived = psql(host, "SELECT archived_count, failed_count FROM pg_stat_archiver", "postgres")
     assert int(archived.split("|")[0]) > 0, archived
 
 
@@ -92,7 +85,7 @@ def test_scheduled_backups_run_through_their_units(host):
         "runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -i -s 10 -q morpheus"
     )
     assert init.rc == 0, init.stderr
-    HISTORY["size_mb"] = int(_psql(host, "SELECT pg_database_size('morpheus') / 1048576"))
+    HISTORY["size_mb"] = int(psql(host, "SELECT pg_database_size('morpheus') / 1048576"))
     host.run(f"mkdir -p {TEXTFILE_DIR}")
     started = float(host.run("date +%s").stdout)
     for kind in ("full", "diff"):
@@ -118,7 +111,7 @@ def test_scheduled_backups_run_through_their_units(host):
 def writer(host):
     """A client committing a row every ~0.1 s, logging each id and commit time (its
     clock_timestamp() inside the transaction) once the commit returned."""
-    _psql(
+    psql(
         host,
         "DROP TABLE IF EXISTS pitr_drill; CREATE TABLE pitr_drill "
         "(id bigserial PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
@@ -162,8 +155,8 @@ def test_a_lost_disk_is_recovered_to_the_last_archived_commit(host, writer):
 
     # 4. Every row up to the last one recovered is there; what is lost was committed in
     #    the last archive_timeout before the crash.
-    recovered = int(_psql(host, "SELECT max(id) FROM pitr_drill"))
-    assert int(_psql(host, f"SELECT count(*) FROM pitr_drill WHERE id <= {recovered}")) == recovered
+    recovered = int(psql(host, "SELECT max(id) FROM pitr_drill"))
+    assert int(psql(host, f"SELECT count(*) FROM pitr_drill WHERE id <= {recovered}")) == recovered
     lost = [epoch for row_id, epoch in rows if row_id > recovered]
     rpo = crash - lost[0] if lost else 0.0
     say(
@@ -172,7 +165,7 @@ def test_a_lost_disk_is_recovered_to_the_last_archived_commit(host, writer):
         f"{HISTORY['size_mb']} MB database"
     )
     assert rpo <= ARCHIVE_TIMEOUT + PUSH_SECONDS, (rpo, lost)
-    assert _psql(host, "SELECT pg_is_in_recovery()") == "f"
+    assert psql(host, "SELECT pg_is_in_recovery()") == "f"
     assert host.run("systemctl is-active pgbouncer").stdout.strip() == "active"
 
 
@@ -181,7 +174,7 @@ def test_recovery_to_a_point_in_time_keeps_every_row_up_to_it_and_none_after(hos
     expected = HISTORY["rows_by_target"]
     rc, output, seconds = _restore({"target_time": _utc(target)})
     assert rc == 0, output[-4000:]
-    count, last_id, last_at = _psql(
+    count, last_id, last_at = psql(
         host, "SELECT count(*), max(id), extract(epoch FROM max(written_at)) FROM pitr_drill"
     ).split("|")
     say(f"point in time: {count} rows back, as at {_utc(target)}; restore.yml {seconds:.0f} s")
@@ -206,7 +199,7 @@ def test_a_recovery_that_cannot_reach_its_target_is_undone(host):
     assert rc != 0
     assert f"The recovery to {_utc(target)} failed and was undone" in output, output[-4000:]
     assert "the previous data directory is back and running" in output
-    assert _psql(host, "SELECT pg_is_in_recovery()") == "f"
+    assert psql(host, "SELECT pg_is_in_recovery()") == "f"
     assert _untouched(host)[1:] == before[1:]
     assert host.run(f"ls -d {DATA_DIR}.before-restore-* 2>/dev/null").stdout == ""
 

@@ -7,20 +7,18 @@ longer has: the first rejoin rebuilds it, as the runbook says. Every test takes 
 parametrized fixture together, before the others).
 """
 
-import os
 import re
 import shlex
 import time
 
-import testinfra
-from conftest import PROJECT, ansible_playbook
+from conftest import PROJECT, ansible_playbook, instance
 from figures import say
+from pg import UNIT, failover, psql
 
 testinfra_hosts = ["morpheus-data"]
 
 APP_PASSWORD = "test-only-app-password"  # test-only value
 PRIMARY, STANDBY = "172.30.22.11", "172.30.22.12"
-UNIT = "postgresql@15-main"
 WRITER_LOG = "/var/tmp/failover-writer.log"
 # The service's connection: PgBouncer on the first host, as the service's settings name it.
 WRITE = (
@@ -29,43 +27,23 @@ WRITE = (
 )
 
 
-def _host(name):
-    return testinfra.get_host(
-        f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
-    )
-
-
-def _psql(host, sql):
-    result = host.run(f"runuser -u postgres -- psql -XAtq -d morpheus -c {shlex.quote(sql)}")
-    assert result.rc == 0, result.stderr
-    return result.stdout.strip()
-
-
-def _failover(extra_vars):
-    started = time.monotonic()
-    rc, output = ansible_playbook(
-        PROJECT / "playbooks" / "failover.yml", {"failover_confirm": "yes", **extra_vars}
-    )
-    return rc, output, time.monotonic() - started
-
-
 def _streams(standby):
-    return _psql(standby, "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")
+    return psql(standby, "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")
 
 
 def _refused(host, message):
     """A failover that must be refused: nothing changes on the primary."""
-    started = _psql(host, "SELECT pg_postmaster_start_time()")
-    rc, output, _ = _failover({})
+    started = psql(host, "SELECT pg_postmaster_start_time()")
+    rc, output, _ = failover({})
     assert rc != 0
     assert message in output, output[-3000:]
     assert "Nothing was changed" in output
-    assert _psql(host, "SELECT pg_postmaster_start_time()") == started
+    assert psql(host, "SELECT pg_postmaster_start_time()") == started
     assert host.run("test -e /var/lib/postgresql/FENCED").rc != 0
     # And nothing went on elsewhere: the standby was not promoted.
-    standby = _host("morpheus-data-2")
+    standby = instance("morpheus-data-2")
     if standby.run(f"systemctl is-active {UNIT}").stdout.strip() == "active":
-        assert _psql(standby, "SELECT pg_is_in_recovery()") == "t"
+        assert psql(standby, "SELECT pg_is_in_recovery()") == "t"
 
 
 def test_a_standby_left_behind_by_a_recovery_is_no_failover_target(host):
@@ -75,15 +53,15 @@ def test_a_standby_left_behind_by_a_recovery_is_no_failover_target(host):
 
 
 def test_a_standby_left_behind_by_a_recovery_rejoins(host):
-    standby = _host("morpheus-data-2")
-    rc, output, seconds = _failover({"rejoin": "morpheus-data-2"})
+    standby = instance("morpheus-data-2")
+    rc, output, seconds = failover({"rejoin": "morpheus-data-2"})
     assert rc == 0, output[-4000:]
     assert _streams(standby) == "t|streaming"
     say(f"rejoin: morpheus-data-2 rebuilt as a standby by failover.yml in {seconds:.0f} s")
 
 
 def test_a_failover_to_a_standby_that_is_down_is_refused(host):
-    standby = _host("morpheus-data-2")
+    standby = instance("morpheus-data-2")
     assert standby.run(f"systemctl stop {UNIT}").rc == 0
     try:
         _refused(host, "Nothing was changed: the standby morpheus-data-2 is not healthy")
@@ -98,12 +76,12 @@ def test_a_failover_to_a_standby_that_is_down_is_refused(host):
 
 
 def test_failover_under_writes_loses_no_committed_row(host):
-    new = _host("morpheus-data-2")
-    _psql(host, "DROP TABLE IF EXISTS failover_drill")
-    _psql(
+    new = instance("morpheus-data-2")
+    psql(host, "DROP TABLE IF EXISTS failover_drill")
+    psql(
         host, "CREATE TABLE failover_drill (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"
     )
-    _psql(host, "GRANT ALL ON failover_drill, failover_drill_id_seq TO morpheus")
+    psql(host, "GRANT ALL ON failover_drill, failover_drill_id_seq TO morpheus")
     loop = (
         f'while :; do out=$({WRITE} 2>&1) && echo "ok $out" || echo "error $out"; sleep 0.05; done'
     )
@@ -113,7 +91,7 @@ def test_failover_under_writes_loses_no_committed_row(host):
     )
     try:
         time.sleep(5)
-        rc, output, seconds = _failover({})
+        rc, output, seconds = failover({})
         assert rc == 0, output[-4000:]
         time.sleep(5)
     finally:
@@ -123,7 +101,7 @@ def test_failover_under_writes_loses_no_committed_row(host):
     errors = [line for line in lines if line.startswith("error")]
 
     # The promoted host is the primary; the old one is fenced and stays down.
-    assert _psql(new, "SELECT pg_is_in_recovery()") == "f"
+    assert psql(new, "SELECT pg_is_in_recovery()") == "f"
     assert host.run(f"systemctl is-active {UNIT}").stdout.strip() != "active"
     assert host.run(f"systemctl is-enabled {UNIT}").stdout.strip() == "masked"
     assert host.run(f"systemctl start {UNIT}").rc != 0
@@ -131,7 +109,7 @@ def test_failover_under_writes_loses_no_committed_row(host):
 
     # Writes went on through the same PgBouncer, to the new primary, and every row a
     # client saw committed is there.
-    on_new = {int(i) for i in _psql(new, "SELECT id FROM failover_drill").split()}
+    on_new = {int(i) for i in psql(new, "SELECT id FROM failover_drill").split()}
     missing = sorted(set(committed) - on_new)
     promoted_after = float(re.search(r"is the primary, promoted ([0-9.]+) s after", output)[1])
     say(
@@ -140,9 +118,7 @@ def test_failover_under_writes_loses_no_committed_row(host):
         f"primary, {len(errors)} writes refused during the switch"
     )
     assert not missing, missing[:20]
-    after = _psql(
-        new, "SELECT count(*) FROM failover_drill WHERE at > now() - interval '4 seconds'"
-    )
+    after = psql(new, "SELECT count(*) FROM failover_drill WHERE at > now() - interval '4 seconds'")
     assert int(after) > 0, "no write reached the new primary after the failover"
 
 
@@ -159,18 +135,16 @@ def test_the_fenced_primary_is_refused_by_a_converge_until_it_rejoins(host):
 
 
 def test_the_old_primary_rejoins_as_a_standby_of_the_new(host):
-    new = _host("morpheus-data-2")
-    rc, output, seconds = _failover(
-        {"rejoin": "morpheus-data", "morpheus_postgres_primary": "morpheus-data-2"}
-    )
+    new = instance("morpheus-data-2")
+    rc, output, seconds = failover({"rejoin": "morpheus-data"}, primary="morpheus-data-2")
     assert rc == 0, output[-4000:]
     assert _streams(host) == "t|streaming"
     assert host.run("test -e /var/lib/postgresql/FENCED").rc != 0
     marker = f"rejoined-{time.time_ns()}"
-    _psql(new, "INSERT INTO failover_drill (id) VALUES (-1) ON CONFLICT DO NOTHING")
-    _psql(new, f"COMMENT ON TABLE failover_drill IS '{marker}'")
+    psql(new, "INSERT INTO failover_drill (id) VALUES (-1) ON CONFLICT DO NOTHING")
+    psql(new, f"COMMENT ON TABLE failover_drill IS '{marker}'")
     for _ in range(50):
-        if _psql(host, "SELECT obj_description('failover_drill'::regclass)") == marker:
+        if psql(host, "SELECT obj_description('failover_drill'::regclass)") == marker:
             break
         time.sleep(0.1)
     else:

@@ -3,12 +3,10 @@ spread over both API hosts, and the site keeps answering with one API host's con
 stopped."""
 
 import json
-import os
 from collections import Counter
 
 import pytest
-import testinfra
-from conftest import PROJECT, ansible_playbook
+from conftest import PROJECT, ansible_playbook, instance
 
 NETWORK = "172.30.21"
 API_HOSTS = {"morpheus-mh-api-1": f"{NETWORK}.12", "morpheus-mh-api-2": f"{NETWORK}.13"}
@@ -16,12 +14,6 @@ DOMAIN = "morpheus.localhost"
 ROOT_CA = "/etc/pebble/issuing-root.pem"
 
 testinfra_hosts = ["morpheus-mh-edge"]
-
-
-def _host(name):
-    return testinfra.get_host(
-        f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
-    )
 
 
 def _get(edge, name, path, count=1):
@@ -55,15 +47,15 @@ def test_edge_pool_lists_both_api_hosts(host):
 
 @pytest.mark.parametrize("name", API_HOSTS)
 def test_api_hosts_run_their_backend_on_their_private_address(name):
-    api = _host(name)
+    api = instance(name)
     state = json.loads(api.check_output("docker inspect morpheus-backend-0"))[0]
     assert state["State"]["Health"]["Status"] == "healthy"
     assert f"{API_HOSTS[name]}:8000 " in api.run("ss -Hltn").stdout
 
 
 def test_workers_and_api_share_storage():
-    api = _host("morpheus-mh-api-1")
-    worker = _host("morpheus-mh-worker")
+    api = instance("morpheus-mh-api-1")
+    worker = instance("morpheus-mh-worker")
     api.run("rm -f /var/lib/morpheus/storage/.shared-probe")
     assert api.run("echo shared > /var/lib/morpheus/storage/.shared-probe").rc == 0
     assert worker.file("/var/lib/morpheus/storage/.shared-probe").content_string == "shared\n"
@@ -73,7 +65,7 @@ def test_workers_and_api_share_storage():
 def test_data_tier_is_closed_to_the_edge(host):
     # The database host opens PgBouncer and Redis to the private network (the edge is on
     # it) but PostgreSQL's own port to nobody.
-    db = _host("morpheus-mh-db")
+    db = instance("morpheus-mh-db")
     rules = db.run("nft list table inet morpheus").stdout
     assert "6432" in rules and "6379" in rules
     probe = host.run(f"timeout 3 bash -c '</dev/tcp/{NETWORK}.15/5432'")
@@ -97,7 +89,7 @@ def test_smoke_test_passes_through_the_edge():
 
 @pytest.fixture()
 def api_2_stopped():
-    api = _host("morpheus-mh-api-2")
+    api = instance("morpheus-mh-api-2")
     assert api.run("docker stop morpheus-backend-0").rc == 0
     yield
     api.run("docker start morpheus-backend-0")

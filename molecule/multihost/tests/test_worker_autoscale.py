@@ -15,8 +15,7 @@ import time
 import uuid
 
 import pytest
-import testinfra
-from conftest import PROJECT, ansible_playbook, assert_service_up
+from conftest import PROJECT, ansible_playbook, assert_service_up, instance
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
@@ -58,10 +57,6 @@ def say(message: str) -> None:
         out.write(f"{time.strftime('%H:%M:%S')} multihost: {message}\n")
 
 
-def _host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
 def settings(host) -> dict[str, str]:
     """The agent's settings file, name = value."""
     lines = host.file(CONFIG).content_string.splitlines()
@@ -80,7 +75,7 @@ def workers(host, present: bool = False) -> list[str]:
 
 
 def sql(query: str) -> str:
-    db = _host(DB_HOST)
+    db = instance(DB_HOST)
     out = db.run(
         f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d morpheus -c {json.dumps(query)}"
     )
@@ -111,7 +106,7 @@ class Submitter:
     allows 6 submissions a minute per address), with fresh keys in a root-only file."""
 
     def __init__(self) -> None:
-        self.api = _host(API_HOST)
+        self.api = instance(API_HOST)
         address = self.api.ansible.get_variables()["morpheus_private_address"]
         slot = self.api.file("/var/lib/morpheus/backend/live-slot").content_string.strip()
         self.url = f"http://{address}:{ {'blue': 8000, 'green': 8100}[slot] }/v1/comics"
