@@ -119,6 +119,8 @@ def test_prometheus_sees_the_primary_its_streaming_standby_and_no_replication_al
     assert value('morpheus_postgres_primaries_seen{host="morpheus-data"}') == 1
     firing = query('ALERTS{alertname=~"Postgresql.*"}')
     assert not firing, firing
+    # Prometheus scrapes what the inventory names, never the package's default targets.
+    assert not query('up{host=""}'), query('up{host=""}')
 
 
 def test_a_standby_without_a_replication_password_is_refused():

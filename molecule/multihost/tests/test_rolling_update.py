@@ -5,10 +5,10 @@ Release B is this tree with a marker line more, built by the release role."""
 import json
 
 import pytest
-from conftest import PROJECT, ansible_playbook
+from conftest import PROJECT, ansible_playbook, instance
 from edge_load import EdgeLoad, summary
 from rolling import assert_switched, deploy_under_load, marked_release, note
-from test_multihost import API_HOSTS, DOMAIN, ROOT_CA, _host
+from test_multihost import API_HOSTS, DOMAIN, ROOT_CA
 
 testinfra_hosts = ["morpheus-mh-edge"]
 NAMES = [f"app.{DOMAIN}", f"dashboard.{DOMAIN}", f"api.{DOMAIN}"]
@@ -17,7 +17,7 @@ WORKER_HOST = "morpheus-mh-worker"
 
 
 def running(name: str, container: str) -> dict:
-    return json.loads(_host(name).check_output(f"docker inspect {container}"))[0]
+    return json.loads(instance(name).check_output(f"docker inspect {container}"))[0]
 
 
 def releases_now() -> set[str]:
@@ -65,7 +65,7 @@ def test_rolling_update_switches_one_api_host_at_a_time_under_load(host, release
     first = output.index("PLAY [API hosts, batch by batch]")
     assert output.index("morpheus-mh-api-1", first) < output.index("morpheus-mh-api-2", first)
     for name in API_HOSTS:
-        slot = _host(name).file("/var/lib/morpheus/backend/live-slot").content_string.strip()
+        slot = instance(name).file("/var/lib/morpheus/backend/live-slot").content_string.strip()
         live = host.file(f"/etc/nginx/morpheus/upstreams/live/{name}.conf")
         assert live.linked_to == f"/etc/nginx/morpheus/upstreams/{name}.{slot}.conf"
 
