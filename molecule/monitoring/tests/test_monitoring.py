@@ -80,6 +80,7 @@ def test_every_rule_file_loads(host):
         "platform.rules.yml",
         "probes.rules.yml",
         "queue.rules.yml",
+        "replication.rules.yml",
         "drill.rules.yml",
     }
     broken = [r["name"] for g in groups for r in g["rules"] if r.get("health") == "err"]

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from conftest import PROJECT, scenario_file
 
-REGISTRY = "172.30.22.10:5000"
+REGISTRY = "172.30.23.10:5000"
 IMAGE = f"{REGISTRY}/morpheus/app"
 USER = "deployer"
 PASSWORD = "registry-test-only-password"  # test-only value (molecule.yml)
