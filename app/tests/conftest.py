@@ -13,6 +13,7 @@ test session (:mod:`hot_standby`); they are skipped, saying why, where none can 
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,8 +25,10 @@ import redis
 from hot_standby import HotStandby, StandbyUnavailable
 from morpheus.db import schema
 from morpheus.db.session import dispose_engines, make_engine, make_sessionmaker
+from morpheus.logging import configure_logging
 from morpheus.settings import Settings
 from psycopg import sql
+from several_hosts import DEAD_KINDS, DeadHost, dead_host
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -170,3 +173,19 @@ def db_session(database_url: str) -> Iterator[Session]:
     finally:
         session.close()
         engine.dispose()
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """Every log line the service writes from DEBUG on, as JSON, in a buffer."""
+    buffer = io.StringIO()
+    configure_logging("DEBUG", stream=buffer)
+    yield buffer
+    configure_logging("INFO")
+
+
+@pytest.fixture(params=DEAD_KINDS)
+def dead(request: pytest.FixtureRequest) -> Iterator[DeadHost]:
+    """A dead first host of a URL of several: refused at once, or silent until the timeout."""
+    with dead_host(request.param) as host:
+        yield host

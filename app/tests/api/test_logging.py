@@ -10,7 +10,7 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -68,14 +68,6 @@ def test_redaction_removes_secrets(event: dict[str, object], secret: str) -> Non
 )
 def test_redaction_leaves_ordinary_fields_alone(event: dict[str, object]) -> None:
     assert redact_secrets(None, "info", dict(event)) == event
-
-
-@pytest.fixture
-def log_buffer() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    configure_logging("DEBUG", stream=buffer)
-    yield buffer
-    configure_logging("INFO")
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, object]]:

@@ -7,39 +7,22 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from api_helpers import API, NOVEL, client_for
 from fastapi import FastAPI
 from hot_standby import HotStandby
 from morpheus.db import api_keys, comics
-from morpheus.logging import configure_logging
 from morpheus.services.readiness import CHECK_TIMEOUT_SECONDS
 from prometheus_client import REGISTRY
 from several_hosts import (
     CONNECT_TIMEOUT,
-    DEAD_KINDS,
     TEST_URL_PASSWORD,
     DeadHost,
     dead_host,
     several_hosts,
 )
 from sqlalchemy.orm import Session
-
-
-@pytest.fixture(params=DEAD_KINDS)
-def dead(request: pytest.FixtureRequest) -> Iterator[DeadHost]:
-    with dead_host(request.param) as host:
-        yield host
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    configure_logging("DEBUG", stream=buffer)
-    yield buffer
-    configure_logging("INFO")
 
 
 def standby_reads() -> float:
@@ -51,7 +34,7 @@ async def test_the_service_is_ready_and_answers_past_a_dead_first_host(
     database_url: str,
     dead: DeadHost,
     db_session: Session,
-    logs: io.StringIO,
+    log_buffer: io.StringIO,
 ) -> None:
     """Readiness waits for a new connection to get past the dead host: a silent one costs
     the whole connect_timeout, longer than a check of one host may take."""
@@ -74,7 +57,7 @@ async def test_the_service_is_ready_and_answers_past_a_dead_first_host(
         assert seconds > CONNECT_TIMEOUT - 0.1, seconds
     assert status.status_code == 200, status.text
     assert status.json()["title"] == "Past the dead host"
-    assert TEST_URL_PASSWORD not in logs.getvalue()
+    assert TEST_URL_PASSWORD not in log_buffer.getvalue()
 
 
 async def test_the_status_polls_read_the_standby_past_a_dead_first_host(

@@ -23,10 +23,8 @@ from morpheus.database_url import Endpoints, endpoints
 from morpheus.db import comics, schema
 from morpheus.db.session import connect_args, make_engine
 from morpheus.db.standby import ReadRouter
-from morpheus.logging import configure_logging
 from several_hosts import (
     CONNECT_TIMEOUT,
-    DEAD_KINDS,
     TEST_URL_PASSWORD,
     DeadHost,
     dead_host,
@@ -43,25 +41,15 @@ TEST_SECRET_KEY = "test-only-secret-key-for-several-hosts-0123456789"
 ATTEMPT = re.compile(r"connection attempt: host: '[^']*', port: '?(\d+)'?")
 
 
-@pytest.fixture(params=DEAD_KINDS)
-def dead(request: pytest.FixtureRequest) -> Iterator[DeadHost]:
-    """A dead first host: refused at once, or silent until the timeout."""
-    with dead_host(request.param) as host:
-        yield host
-
-
 @pytest.fixture
-def logs() -> Iterator[io.StringIO]:
+def logs(log_buffer: io.StringIO) -> Iterator[io.StringIO]:
     """Every log line, ours and the libraries', from DEBUG: psycopg's too (it keeps its own
     at WARNING unless told), which name each attempt to connect."""
-    buffer = io.StringIO()
-    configure_logging("DEBUG", stream=buffer)
     psycopg_logger = logging.getLogger("psycopg")
     level = psycopg_logger.level
     psycopg_logger.setLevel(logging.DEBUG)
-    yield buffer
+    yield log_buffer
     psycopg_logger.setLevel(level)
-    configure_logging("INFO")
 
 
 def port_of(url: str) -> int:

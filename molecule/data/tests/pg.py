@@ -7,6 +7,8 @@ import time
 from conftest import PROJECT, ansible_playbook
 
 UNIT = "postgresql@15-main"
+# The service's login through PgBouncer (molecule.yml's __test_app_password).
+APP_PASSWORD = "test-only-app-password"  # test-only value
 
 
 def psql(host, sql: str, database: str = "morpheus") -> str:

@@ -6,10 +6,10 @@ import re
 
 import pytest
 from conftest import PROJECT, ansible_playbook, instance
+from pg import APP_PASSWORD
 
 testinfra_hosts = ["morpheus-data"]
 
-APP_PASSWORD = "test-only-app-password"  # test-only value
 PGB_ADMIN_PASSWORD = "test-only-pgbouncer-admin-password"  # test-only value
 REDIS_APP = ("morpheus", "test-only-redis-app-password")  # test-only value
 REDIS_ADMIN = ("admin", "test-only-redis-admin-password")  # test-only value

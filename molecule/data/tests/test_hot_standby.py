@@ -6,12 +6,11 @@ import time
 
 from conftest import PROJECT, ansible_playbook, instance
 from figures import say
-from pg import psql
+from pg import APP_PASSWORD, psql
 from promql import query, value, wait_for
 
 testinfra_hosts = ["morpheus-data"]
 
-APP_PASSWORD = "test-only-app-password"  # test-only value
 PRIMARY, STANDBY = "172.30.22.11", "172.30.22.12"
 
 

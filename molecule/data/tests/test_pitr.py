@@ -13,13 +13,12 @@ import time
 import pytest
 from conftest import PROJECT, ansible_playbook
 from figures import say
-from pg import psql
+from pg import UNIT, psql
 
 testinfra_hosts = ["morpheus-data"]
 
 STANZA = "morpheus"
 DATA_DIR = "/var/lib/postgresql/15/main"
-UNIT = "postgresql@15-main"
 # postgresql_archive_timeout in molecule.yml: the most committed data a lost disk may
 # take with it, plus the few seconds asynchronous archiving takes to push a file.
 ARCHIVE_TIMEOUT = 15

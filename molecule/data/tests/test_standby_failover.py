@@ -13,11 +13,10 @@ import time
 
 from conftest import PROJECT, ansible_playbook, instance
 from figures import say
-from pg import UNIT, failover, psql
+from pg import APP_PASSWORD, UNIT, failover, psql
 
 testinfra_hosts = ["morpheus-data"]
 
-APP_PASSWORD = "test-only-app-password"  # test-only value
 PRIMARY, STANDBY = "172.30.22.11", "172.30.22.12"
 WRITER_LOG = "/var/tmp/failover-writer.log"
 # The service's connection: PgBouncer on the first host, as the service's settings name it.

@@ -16,12 +16,11 @@ import time
 
 from conftest import instance
 from figures import say
-from pg import UNIT, failover, psql
+from pg import APP_PASSWORD, UNIT, failover, psql
 from promql import alert, value, wait_for
 
 testinfra_hosts = ["morpheus-data"]
 
-APP_PASSWORD = "test-only-app-password"  # test-only value
 LOST, SURVIVOR = "morpheus-data-2", "morpheus-data"
 WRITER_LOG = "/var/tmp/lost-primary-writer.log"
 # The service's connection string lists every host's PgBouncer, the primary's first: a
