@@ -27,6 +27,7 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import bare
 from . import report as reporting
 from .addresses import ip_batch
 from .arp import announce
@@ -199,6 +200,8 @@ def make_report(config: RunConfig) -> dict:
     stopped = timeline.get("stopped") or time.time()
     history = reporting.read_history(read_text("locust_stats_history.csv"))
     capacity = json.loads(read_text("capacity.json")) if read_text("capacity.json") else None
+    if capacity is not None and read_text("bare.json"):
+        capacity["bare"] = json.loads(read_text("bare.json"))
     users = max((p.users for p in history), default=config.users)
     report = reporting.build_report(
         users=users,
@@ -232,6 +235,18 @@ def write_comics(comics: list[dict]) -> None:
         )
         writer.writeheader()
         writer.writerows(comics)
+
+
+def measure_bare(config: RunConfig) -> None:
+    """After a capacity search and its drain, with the queue quiet: the bare service's
+    ceiling on the same machine (bare.py), into bare.json for the report."""
+    url = bare.live_url(config.metrics_urls[0])
+    say(
+        f"the bare service: {bare.DEFAULT_CONNECTIONS} keep-alive connections to {url} "
+        f"for {bare.DEFAULT_SECONDS:.0f} s"
+    )
+    result = bare.measure(url, source=config.addresses[0])
+    (RESULTS / "bare.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
 
 
 STOPPING = threading.Event()
@@ -279,6 +294,8 @@ def main() -> int:
         if not STOPPING.is_set():
             drain(config, secrets, comics, sampler)
         write_comics(comics)
+        if config.capacity is not None and config.metrics_urls and not STOPPING.is_set():
+            measure_bare(config)
     finally:
         sampler.stop()
         change_addresses(config, "del")

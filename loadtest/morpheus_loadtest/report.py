@@ -290,7 +290,23 @@ def summary_line(report: dict) -> str:
     if capacity is not None:
         held = capacity.get("held")
         line += f"; capacity: {'none held' if held is None else f'{held} users held'}"
+        if (text := bare_text(capacity)) is not None:
+            line += f"; {text}"
     return line
+
+
+def bare_text(capacity: dict) -> str | None:
+    """The bare service's ceiling beside the requests per second of the last step held."""
+    found = capacity.get("bare")
+    if not found:
+        return None
+    text = f"the bare service {found['per_second']} req/s at /health/live"
+    held = [step for step in capacity.get("steps", []) if step.get("held")]
+    if held and held[-1].get("seconds") and found["per_second"]:
+        rate = held[-1]["requests"] / held[-1]["seconds"]
+        text += f" (the mix at {held[-1]['users']} users: {rate:.0f} req/s, "
+        text += f"{rate / found['per_second']:.1%} of it)"
+    return text
 
 
 def markdown(report: dict) -> str:
@@ -362,6 +378,16 @@ def markdown(report: dict) -> str:
                 f"{_cell(step['api_p95_ms'])} | {step['errors']} | {step['limited']} | "
                 f"{'yes' if step['held'] else 'no: ' + step['failure']} |"
             )
+        if found := capacity.get("bare"):
+            lines += [
+                "",
+                f"The bare service on the same machine, after the search: {found['url']}, "
+                f"{found['connections']} keep-alive connections for {found['seconds']} s, "
+                f"{found['per_second']} req/s answered, p50 {_cell(found['p50_ms'])} ms, "
+                f"p95 {_cell(found['p95_ms'])} ms, {found['failed']} failed "
+                "(no edge, TLS, database or queue: the most this machine gives the "
+                "service with the load generator beside it).",
+            ]
     return "\n".join(lines) + "\n"
 
 

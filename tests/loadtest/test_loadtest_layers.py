@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "loadtest" / "morpheus_loadtest"
 PURE = [
     "addresses",
     "arp",
+    "bare",
     "capacity",
     "config",
     "docker",

@@ -203,6 +203,35 @@ def test_build_report_groups_the_api_and_the_pages():
             "loadtest: 100 users, 180 s, API p95 130 ms, pages p95 85 ms, 1 errors, 3 429s, "
             "3 comics done in 12 s; capacity: 150 users held",
         ),
+        (
+            {
+                "capacity": {
+                    "held": 100,
+                    "steps": [
+                        {"users": 100, "seconds": 60, "requests": 900, "held": True},
+                        {"users": 150, "seconds": 60, "requests": 1200, "held": False},
+                    ],
+                    "ended": "150 users did not hold",
+                    "bare": {"per_second": 3000},
+                }
+            },
+            "loadtest: 100 users, 180 s, API p95 130 ms, pages p95 85 ms, 1 errors, 3 429s, "
+            "3 comics done in 12 s; capacity: 100 users held; the bare service 3000 req/s at "
+            "/health/live (the mix at 100 users: 15 req/s, 0.5% of it)",
+        ),
+        (
+            {
+                "capacity": {
+                    "held": None,
+                    "steps": [{"users": 100, "seconds": 60, "requests": 900, "held": False}],
+                    "ended": "100 users did not hold",
+                    "bare": {"per_second": 1500},
+                }
+            },
+            "loadtest: 100 users, 180 s, API p95 130 ms, pages p95 85 ms, 1 errors, 3 429s, "
+            "3 comics done in 12 s; capacity: none held; the bare service 1500 req/s at "
+            "/health/live",
+        ),
     ],
 )
 def test_summary_line(changes, summary):
@@ -236,8 +265,23 @@ def test_markdown_and_the_files(tmp_path):
             },
         ],
     }
+    capacity["bare"] = {
+        "url": "http://172.30.10.11:8000/health/live",
+        "connections": 32,
+        "seconds": 20.0,
+        "answered": 60000,
+        "failed": 0,
+        "per_second": 3000,
+        "p50_ms": 9.5,
+        "p95_ms": 21.0,
+    }
     found = report(capacity=capacity)
     text = markdown(found)
+    assert (
+        "The bare service on the same machine, after the search: "
+        "http://172.30.10.11:8000/health/live, 32 keep-alive connections for 20.0 s, "
+        "3000 req/s answered, p50 9.5 ms, p95 21.0 ms, 0 failed" in text
+    )
     assert text.startswith("# Load test report\n\nloadtest: 100 users, 180 s")
     assert "| GET | api /v1/comics/{comic_id} | 10 | 0.25 | 19 | 47 | 47 | 1 | 2 |" in text
     assert "| api | 16 | 47 | 130 | 130 | 1 | 3 |" in text
