@@ -138,8 +138,16 @@ def measure(
     if processes == 1:
         results = [_process(jobs[0])]
     else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            results = pool.map(_process, jobs)
+        # Spawned, not forked: the generator has threads (the queue's sampler), and a
+        # fork copies any lock one of them holds, which can hang the child for ever.
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            pending = pool.map_async(_process, jobs)
+            try:
+                results = pending.get(seconds + 3 * TIMEOUT_SECONDS + 30)
+            except multiprocessing.TimeoutError as error:
+                raise RuntimeError(
+                    f"the bare measurement of {url} did not end within its time"
+                ) from error
     latencies = sorted(latency for found, _ in results for latency in found)
     return BareResult(
         url=url,
