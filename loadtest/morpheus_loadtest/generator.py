@@ -199,9 +199,10 @@ def make_report(config: RunConfig) -> dict:
     started = timeline.get("started") or time.time()
     stopped = timeline.get("stopped") or time.time()
     history = reporting.read_history(read_text("locust_stats_history.csv"))
-    capacity = json.loads(read_text("capacity.json")) if read_text("capacity.json") else None
-    if capacity is not None and read_text("bare.json"):
-        capacity["bare"] = json.loads(read_text("bare.json"))
+    capacity_json, bare_json = read_text("capacity.json"), read_text("bare.json")
+    capacity = json.loads(capacity_json) if capacity_json else None
+    if capacity is not None and bare_json:
+        capacity["bare"] = json.loads(bare_json)
     users = max((p.users for p in history), default=config.users)
     report = reporting.build_report(
         users=users,
