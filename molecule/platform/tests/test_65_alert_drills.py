@@ -1,7 +1,12 @@
 """Alert drills: the platform's own rules, Prometheus and Alertmanager, broken the way
 production breaks, and each notification received by a real webhook receiver on the
-host (alertmanager_receivers in host_vars; short scrape and group intervals, so each
-drill waits for its rule's `for` and little else).
+host (alertmanager_receivers in host_vars; short scrape and group intervals).
+
+A drill sets the `for` of the rules it breaks to DRILL_FOR on the host, and puts the
+files back after: the drill proves that the expressions fire on a real breakage and
+that their notifications arrive, and the rules' unit tests (promtool, `*.test.yml`)
+prove each `for`. Waiting out the real 5 minutes would prove nothing more. The site-wide
+check-mode run that follows the drills finds any rule file left changed.
 
 - Redis stopped: RedisDown arrives, then its resolved message once Redis is back.
 - Every worker stopped while a comic waits: QueueJobsWithoutWorkers arrives.
@@ -13,6 +18,7 @@ worker drill queued is then drawn. The delays are printed and kept in
 .cache/reports/drills.txt.
 """
 
+import contextlib
 import json
 import sys
 import time
@@ -20,7 +26,15 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT
-from site_checks import DOMAIN, drill_key, promql, submit, wait_for, wait_until_finished
+from site_checks import (
+    DOMAIN,
+    drill_key,
+    prometheus_api,
+    promql,
+    submit,
+    wait_for,
+    wait_until_finished,
+)
 
 WEBHOOK = Path(__file__).resolve().parent.parent.parent / "monitoring" / "files" / "webhook.py"
 POSTS = "/root/drill-webhook.jsonl"
@@ -31,6 +45,8 @@ PROBE = f"https://{BROKEN_NAME}/login"  # its blackbox target (group_vars)
 NOWHERE = "192.0.2.1"
 HOSTS_MARK = "# alert drill"
 HOSTS_COPY = "/root/hosts.before-drill"
+DRILL_FOR = 15  # seconds
+RULES_COPY = "/root/rules.before-drill"
 
 
 def say(message: str) -> None:
@@ -79,6 +95,58 @@ def webhook(host):
     host.run("systemctl stop drill-webhook; rm -f /root/drill-webhook.py")
 
 
+def with_for(text: str, alertnames: set[str], seconds: int) -> str:
+    """A rule file's text with the `for:` of each alert in `alertnames` set to `seconds`."""
+    lines, alert = [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("- alert:"):
+            alert = stripped.split(":", 1)[1].strip()
+        elif alert in alertnames and stripped.startswith("for:"):
+            line = f"{line[: line.index('for:')]}for: {seconds}s"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def durations(host, alertnames: set[str]) -> dict[str, float]:
+    """The `for` of each alert in `alertnames`, as Prometheus evaluates it now."""
+    groups = prometheus_api(host, "/api/v1/rules?type=alert")["groups"]
+    return {r["name"]: r["duration"] for g in groups for r in g["rules"] if r["name"] in alertnames}
+
+
+def reload(host, command: str) -> None:
+    """Run `command` on the host, then have Prometheus read its rule files again."""
+    done = host.run(f"{command} && systemctl reload prometheus")
+    assert done.rc == 0, done.stderr
+
+
+@contextlib.contextmanager
+def drill_for(host, *alertnames: str):
+    """The drilled rules with a `for` of DRILL_FOR seconds, then their own again."""
+    names = set(alertnames)
+    groups = prometheus_api(host, "/api/v1/rules?type=alert")["groups"]
+    files = {g["file"] for g in groups for r in g["rules"] if r["name"] in names}
+    own = durations(host, names)
+    assert set(own) == names, f"no such rules: {names - set(own)}"
+    copied = host.run(f"mkdir -p {RULES_COPY} && cp -p {' '.join(files)} {RULES_COPY}/")
+    assert copied.rc == 0, copied.stderr
+    try:
+        for path in files:
+            text = with_for(host.run(f"cat {path}").stdout, names, DRILL_FOR)
+            # Rewritten in place: the file keeps its owner and mode.
+            reload(host, f"cat > {path} <<'EOF'\n{text}EOF")
+        wait_for(
+            f"the drill's `for` of {DRILL_FOR} s",
+            lambda: durations(host, names) == dict.fromkeys(names, DRILL_FOR),
+            30,
+        )
+        yield own
+    finally:
+        copies = " && ".join(f"cat {RULES_COPY}/{Path(p).name} > {p}" for p in files)
+        reload(host, f"{copies} && rm -r {RULES_COPY}")
+    wait_for("the rules' own `for`", lambda: durations(host, names) == own, 30)
+
+
 def test_the_drill_receiver_is_alertmanager_s(host):
     config = host.file("/etc/prometheus/alertmanager.yml").content_string
     assert "http://127.0.0.1:9999/hook" in config
@@ -94,24 +162,28 @@ def assert_not_firing(host, *alertnames: str) -> None:
 def test_redis_down_alerts_and_resolves(host):
     assert [r["value"][1] for r in promql(host, "redis_up")] == ["1"]
     assert_not_firing(host, "RedisDown")
-    stopped = now(host)
-    host.run("systemctl stop redis-server")
-    try:
-        fired = wait_for(
-            "RedisDown", lambda: notification(host, "RedisDown", "firing", stopped), 240
+    with drill_for(host, "RedisDown") as own:
+        stopped = now(host)
+        host.run("systemctl stop redis-server")
+        try:
+            fired = wait_for(
+                "RedisDown", lambda: notification(host, "RedisDown", "firing", stopped), 120
+            )
+        finally:
+            started = now(host)
+            host.run("systemctl start redis-server")
+        resolved = wait_for(
+            "RedisDown resolved",
+            lambda: notification(host, "RedisDown", "resolved", started),
+            120,
         )
-    finally:
-        started = now(host)
-        host.run("systemctl start redis-server")
-    resolved = wait_for(
-        "RedisDown resolved", lambda: notification(host, "RedisDown", "resolved", started), 120
-    )
     (alert,) = [a for a in fired["body"]["alerts"] if a["labels"]["alertname"] == "RedisDown"]
     assert alert["labels"]["severity"] == "page"
     assert fired["body"]["receiver"] == "page"
     say(
-        f"RedisDown (for 1m) notified {fired['received'] - stopped:.0f} s after Redis "
-        f"stopped, resolved {resolved['received'] - started:.0f} s after it started"
+        f"RedisDown (for {DRILL_FOR} s in the drill, {own['RedisDown']:.0f} s its own) "
+        f"notified {fired['received'] - stopped:.0f} s after Redis stopped, resolved "
+        f"{resolved['received'] - started:.0f} s after it started"
     )
 
 
@@ -152,54 +224,57 @@ def workers(host) -> list[str]:
 
 
 def test_no_worker_and_a_failing_probe_alert(host, api_key):
-    """Both drills at once: their rules wait 5 and 3 minutes."""
+    """Both drills at once."""
     stopped_workers = workers(host)
     assert stopped_workers, "no worker runs"
     assert_not_firing(host, "QueueJobsWithoutWorkers", "ProbeFailing")
-    # An idle worker stops at once (a busy one would drain its job first).
-    assert host.run(f"docker stop {' '.join(stopped_workers)}").rc == 0
-    broken = now(host)
     comics: list[str] = []
-    try:
-        comics = submit(host, count=1, title="Alert drill comic")
-        point_elsewhere(host, BROKEN_NAME, NOWHERE)
-        no_worker = wait_for(
-            "QueueJobsWithoutWorkers",
-            lambda: notification(host, "QueueJobsWithoutWorkers", "firing", broken),
-            480,
+    with drill_for(host, "QueueJobsWithoutWorkers", "ProbeFailing") as own:
+        # An idle worker stops at once (a busy one would drain its job first).
+        assert host.run(f"docker stop {' '.join(stopped_workers)}").rc == 0
+        broken = now(host)
+        try:
+            comics = submit(host, count=1, title="Alert drill comic")
+            point_elsewhere(host, BROKEN_NAME, NOWHERE)
+            no_worker = wait_for(
+                "QueueJobsWithoutWorkers",
+                lambda: notification(host, "QueueJobsWithoutWorkers", "firing", broken),
+                180,
+            )
+            probe = wait_for(
+                "ProbeFailing",
+                lambda: notification(host, "ProbeFailing", "firing", broken),
+                180,
+            )
+            failing = {r["metric"]["instance"] for r in promql(host, "probe_success == 0")}
+            assert failing == {PROBE}, failing
+        finally:
+            restored = now(host)
+            restored_at = time.monotonic()
+            host.run(f"cat {HOSTS_COPY} > /etc/hosts && rm -f {HOSTS_COPY}")
+            host.run(f"docker start {' '.join(stopped_workers)}")
+        assert HOSTS_MARK not in host.file("/etc/hosts").content_string
+        probe_alerts = [
+            a for a in probe["body"]["alerts"] if a["labels"]["alertname"] == "ProbeFailing"
+        ]
+        assert {a["labels"]["instance"] for a in probe_alerts} == {PROBE}
+        wait_for(
+            "QueueJobsWithoutWorkers resolved",
+            lambda: notification(host, "QueueJobsWithoutWorkers", "resolved", restored),
+            120,
         )
-        probe = wait_for(
-            "ProbeFailing",
-            lambda: notification(host, "ProbeFailing", "firing", broken),
-            300,
+        wait_for(
+            "ProbeFailing resolved",
+            lambda: notification(host, "ProbeFailing", "resolved", restored),
+            120,
         )
-        failing = {r["metric"]["instance"] for r in promql(host, "probe_success == 0")}
-        assert failing == {PROBE}, failing
-    finally:
-        restored = now(host)
-        restored_at = time.monotonic()
-        host.run(f"cat {HOSTS_COPY} > /etc/hosts && rm -f {HOSTS_COPY}")
-        host.run(f"docker start {' '.join(stopped_workers)}")
-    assert HOSTS_MARK not in host.file("/etc/hosts").content_string
-    probe_alerts = [
-        a for a in probe["body"]["alerts"] if a["labels"]["alertname"] == "ProbeFailing"
-    ]
-    assert {a["labels"]["instance"] for a in probe_alerts} == {PROBE}
-    wait_for(
-        "QueueJobsWithoutWorkers resolved",
-        lambda: notification(host, "QueueJobsWithoutWorkers", "resolved", restored),
-        120,
-    )
-    wait_for(
-        "ProbeFailing resolved",
-        lambda: notification(host, "ProbeFailing", "resolved", restored),
-        120,
-    )
     wait_until_finished(host, comics)
     drawn = time.monotonic() - restored_at
     say(
-        f"QueueJobsWithoutWorkers (for 5m) notified {no_worker['received'] - broken:.0f} s "
-        f"after every worker stopped with a comic waiting; ProbeFailing (for 3m) "
+        f"QueueJobsWithoutWorkers (for {DRILL_FOR} s in the drill, "
+        f"{own['QueueJobsWithoutWorkers']:.0f} s its own) notified "
+        f"{no_worker['received'] - broken:.0f} s after every worker stopped with a comic "
+        f"waiting; ProbeFailing (for {DRILL_FOR} s, {own['ProbeFailing']:.0f} s its own) "
         f"{probe['received'] - broken:.0f} s after {BROKEN_NAME} stopped answering; both "
         f"resolved after the restore, and the waiting comic was drawn within {drawn:.0f} s of it"
     )

@@ -1,5 +1,6 @@
 """Check mode after every drill: nothing drifted from what site.yml converges, so
-every drill before this one put back what it broke."""
+every drill before this one put back what it broke, and a second run of the converge
+would change nothing (the scenario's idempotence check)."""
 
 import re
 
