@@ -8,7 +8,7 @@ import uuid
 import pytest
 from morpheus.db import api_keys, comics, users
 from morpheus.db.models import ApiKey, Comic, Page, User
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -395,6 +395,33 @@ def test_list_pages_in_order_and_cascade_delete(db_session: Session) -> None:
     db_session.execute(text("DELETE FROM comics WHERE id = :id"), {"id": comic.id})
     db_session.commit()
     assert comics.list_pages(db_session, comic.id) == []
+
+
+def test_get_comic_with_pages_reads_both_in_one_query(db_session: Session) -> None:
+    comic = running_comic(db_session)
+    assert comics.get_comic_with_pages(db_session, comic.id) == (comic, [])
+    for number in (2, 3, 1):
+        comics.upsert_page(db_session, comic.id, number, f"p{number}", 10, 10)
+    other = running_comic(db_session)
+    comics.upsert_page(db_session, other.id, 1, "other", 10, 10)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = db_session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        found = comics.get_comic_with_pages(db_session, str(comic.id))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert found is not None
+    read, pages = found
+    assert read.id == comic.id
+    assert [(p.number, p.storage_key) for p in pages] == [(1, "p1"), (2, "p2"), (3, "p3")]
+    assert len(statements) == 1, statements
+    assert comics.get_comic_with_pages(db_session, uuid.uuid4()) is None
+    assert comics.get_comic_with_pages(db_session, "not-an-id") is None
 
 
 def test_upsert_page_for_unknown_comic_or_bad_size(db_session: Session) -> None:

@@ -151,6 +151,25 @@ def get_comic(session: Session, comic_id: ComicId, *, with_source: bool = False)
     return session.get(Comic, parsed, options=options, populate_existing=True)
 
 
+def get_comic_with_pages(session: Session, comic_id: ComicId) -> tuple[Comic, list[Page]] | None:
+    """The comic and its pages in page order, or None, in one query: a status poll's
+    whole read (the comic's row comes once per page, without the novel's text)."""
+    parsed = _parse_id(comic_id)
+    if parsed is None:
+        return None
+    query = (
+        select(Comic, Page)
+        .outerjoin(Page, Page.comic_id == Comic.id)
+        .where(Comic.id == parsed)
+        .order_by(Page.number)
+        .execution_options(populate_existing=True)
+    )
+    rows = session.execute(query).all()
+    if not rows:
+        return None
+    return rows[0][0], [page for _, page in rows if page is not None]
+
+
 def list_comics(
     session: Session,
     *,

@@ -89,11 +89,10 @@ async def get_comic(
     the primary: the poll that follows a submission finds it."""
 
     def read(session: Session) -> ComicView | None:
-        comic = comics.get_comic(session, comic_id)
-        if not _visible(comic, api_key):
+        found = comics.get_comic_with_pages(session, comic_id)
+        if found is None or not _visible(found[0], api_key):
             return None
-        assert comic is not None
-        return ComicView(comic, comics.list_pages(session, comic.id))
+        return ComicView(*found)
 
     view = await _read(ctx, read, standby=standby, missing=lambda found: found is None)
     if view is None:
