@@ -66,6 +66,23 @@ def live_url(metrics_url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/health/live", "", ""))
 
 
+def serving_url(metrics_urls: list[str], source: str | None = None) -> str | None:
+    """The first of the API hosts' /health/live that answers 200 now, or None. The run
+    knows both slots' ports of each host, and one slot serves: the other's port is
+    closed, or a release that is not live yet answers there."""
+    for candidate in dict.fromkeys(live_url(url) for url in metrics_urls):
+        connection = _connection(candidate, source)
+        try:
+            connection.request("GET", urllib.parse.urlsplit(candidate).path)
+            if connection.getresponse().status == 200:
+                return candidate
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+    return None
+
+
 def _connection(url: str, source: str | None) -> http.client.HTTPConnection:
     parts = urllib.parse.urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

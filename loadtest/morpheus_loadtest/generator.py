@@ -241,15 +241,23 @@ def write_comics(comics: list[dict]) -> None:
 def measure_bare(config: RunConfig) -> None:
     """After a capacity search and its drain, with the queue quiet: the bare service's
     ceiling on the same machine (bare.py), into bare.json for the report."""
-    url = bare.live_url(config.metrics_urls[0])
+    # The search's own figures stand without it, whatever goes wrong here.
+    url = bare.serving_url(config.metrics_urls, source=config.addresses[0])
+    if url is None:
+        tried = ", ".join(dict.fromkeys(map(bare.live_url, config.metrics_urls)))
+        say(f"the bare service was not measured: none of {tried} answered 200")
+        return
     say(
         f"the bare service: {bare.DEFAULT_CONNECTIONS} keep-alive connections to {url} "
         f"for {bare.DEFAULT_SECONDS:.0f} s"
     )
     try:
         result = bare.measure(url, source=config.addresses[0])
-    except (OSError, RuntimeError) as error:  # the search's own figures stand without it
+    except (OSError, RuntimeError) as error:
         say(f"the bare service was not measured: {error}")
+        return
+    if not result.answered:
+        say(f"the bare service was not measured: {url} answered none of {result.failed} requests")
         return
     (RESULTS / "bare.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
 

@@ -8,7 +8,7 @@ import socket
 import threading
 
 import pytest
-from morpheus_loadtest.bare import BareResult, live_url, measure, percentile
+from morpheus_loadtest.bare import BareResult, live_url, measure, percentile, serving_url
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -45,6 +45,12 @@ def server():
         httpd.server_close()
 
 
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def url_of(httpd) -> str:
     return f"http://127.0.0.1:{httpd.server_port}/health/live"
 
@@ -72,10 +78,9 @@ def test_other_statuses_are_failures_not_answers(server):
 
 
 def test_a_port_that_refuses_is_counted_as_failed_without_spinning():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    found = measure(f"http://127.0.0.1:{port}/health/live", connections=1, seconds=0.3, processes=1)
+    found = measure(
+        f"http://127.0.0.1:{closed_port()}/health/live", connections=1, seconds=0.3, processes=1
+    )
     assert found.answered == 0
     assert 0 < found.failed <= 10  # one attempt per 50 ms at most
 
@@ -95,6 +100,19 @@ def test_percentile_is_the_nearest_rank():
 
 def test_live_url_comes_from_the_metrics_url():
     assert live_url("http://172.30.10.11:8000/metrics") == "http://172.30.10.11:8000/health/live"
+
+
+def test_the_serving_slot_is_the_one_measured(server):
+    """Both slots' ports are known: the closed one and one that does not answer 200 are
+    passed over for the one that serves."""
+    unhealthy, serving = server(503), server(200)
+    metrics = [
+        f"http://127.0.0.1:{closed_port()}/metrics",
+        f"http://127.0.0.1:{unhealthy.server_port}/metrics",
+        f"http://127.0.0.1:{serving.server_port}/metrics",
+    ]
+    assert serving_url(metrics) == url_of(serving)
+    assert serving_url(metrics[:2]) is None
 
 
 def test_result_as_dict_rounds_the_rate():

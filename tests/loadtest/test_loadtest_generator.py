@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from morpheus_loadtest import generator, image
+from morpheus_loadtest.bare import BareResult
 from morpheus_loadtest.config import CapacityPlan, RunConfig
 from morpheus_loadtest.errors import LoadTestError
 
@@ -67,3 +69,42 @@ def test_the_image_definition_changes_with_what_it_is_made_of(tmp_path):
     assert first != image.definition(loadtest, constraints, "sha256:newer-base")
     constraints.write_text("locust==2.48.0\n")
     assert first != image.definition(loadtest, constraints, "sha256:base")
+
+
+def bare_result(answered: int, failed: int) -> BareResult:
+    return BareResult("http://172.30.10.10:8100/health/live", 32, 20.0, answered, failed, 9.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("serving", "measured", "said"),
+    [
+        (None, None, "none of http://172.30.10.10:8000/health/live, http://172.30.10.10:8100"),
+        (
+            "http://172.30.10.10:8100/health/live",
+            bare_result(0, 12639),
+            "answered none of 12639 requests",
+        ),
+    ],
+)
+def test_a_bare_measurement_that_got_no_answer_is_not_reported(
+    monkeypatch, tmp_path, capsys, serving, measured, said
+):
+    """No bare.json, so no `0 req/s` beside the search's figures: the run says why."""
+    monkeypatch.setattr(generator, "RESULTS", tmp_path)
+    monkeypatch.setattr(generator.bare, "serving_url", lambda urls, source: serving)
+    monkeypatch.setattr(generator.bare, "measure", lambda url, source: measured)
+    urls = ["http://172.30.10.10:8000/metrics", "http://172.30.10.10:8100/metrics"]
+    generator.measure_bare(config(metrics_urls=urls))
+    assert not (tmp_path / "bare.json").exists()
+    out = capsys.readouterr().out
+    assert "the bare service was not measured: " in out and said in out, out
+
+
+def test_a_bare_measurement_of_the_serving_slot_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(generator, "RESULTS", tmp_path)
+    live = "http://172.30.10.10:8100/health/live"
+    monkeypatch.setattr(generator.bare, "serving_url", lambda urls, source: live)
+    monkeypatch.setattr(generator.bare, "measure", lambda url, source: bare_result(48000, 0))
+    generator.measure_bare(config(metrics_urls=["http://172.30.10.10:8100/metrics"]))
+    kept = json.loads((tmp_path / "bare.json").read_text())
+    assert (kept["answered"], kept["per_second"]) == (48000, 2400)
