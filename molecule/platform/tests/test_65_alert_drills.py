@@ -114,10 +114,9 @@ def durations(host, alertnames: set[str]) -> dict[str, float]:
     return {r["name"]: r["duration"] for g in groups for r in g["rules"] if r["name"] in alertnames}
 
 
-def reload(host, command: str) -> None:
-    """Run `command` on the host, then have Prometheus read its rule files again."""
-    done = host.run(f"{command} && systemctl reload prometheus")
-    assert done.rc == 0, done.stderr
+def run(host, command: str) -> None:
+    done = host.run(command)
+    assert done.rc == 0, f"{command}: {done.stderr}"
 
 
 @contextlib.contextmanager
@@ -128,13 +127,13 @@ def drill_for(host, *alertnames: str):
     files = {g["file"] for g in groups for r in g["rules"] if r["name"] in names}
     own = durations(host, names)
     assert set(own) == names, f"no such rules: {names - set(own)}"
-    copied = host.run(f"mkdir -p {RULES_COPY} && cp -p {' '.join(files)} {RULES_COPY}/")
-    assert copied.rc == 0, copied.stderr
+    run(host, f"mkdir -p {RULES_COPY} && cp -p {' '.join(files)} {RULES_COPY}/")
     try:
         for path in files:
             text = with_for(host.run(f"cat {path}").stdout, names, DRILL_FOR)
             # Rewritten in place: the file keeps its owner and mode.
-            reload(host, f"cat > {path} <<'EOF'\n{text}EOF")
+            run(host, f"cat > {path} <<'EOF'\n{text}EOF")
+        run(host, "systemctl reload prometheus")
         wait_for(
             f"the drill's `for` of {DRILL_FOR} s",
             lambda: durations(host, names) == dict.fromkeys(names, DRILL_FOR),
@@ -142,8 +141,9 @@ def drill_for(host, *alertnames: str):
         )
         yield own
     finally:
-        copies = " && ".join(f"cat {RULES_COPY}/{Path(p).name} > {p}" for p in files)
-        reload(host, f"{copies} && rm -r {RULES_COPY}")
+        for path in files:
+            run(host, f"cat {RULES_COPY}/{Path(path).name} > {path}")
+        run(host, f"rm -r {RULES_COPY} && systemctl reload prometheus")
     wait_for("the rules' own `for`", lambda: durations(host, names) == own, 30)
 
 
