@@ -213,6 +213,7 @@ def make_report(config: RunConfig) -> dict:
         histograms=json.loads(read_text("histograms.json") or "{}"),
         comics=json.loads(read_text("comics.json") or "[]"),
         queue_text=read_text("queue.csv"),
+        history=history,
         capacity=capacity,
     )
     reporting.write_report(RESULTS, report)

@@ -21,6 +21,7 @@ Everything here is pure: file contents in, plain data out (``report.json``,
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -187,6 +188,30 @@ def queue_figures(samples: list[tuple[float, int, int]], started: float) -> dict
     }
 
 
+def drawing_figures(
+    history: list[HistoryPoint], samples: list[tuple[float, int, int]]
+) -> dict[str, dict]:
+    """Every request's p95 of the last 10 s, a point a second of the load, split by what
+    the workers did then (the queue's latest sample: jobs active or none): what the
+    requests pay for the comics drawn beside them on the same machine."""
+    ordered = sorted(samples)
+    times = [at for at, _, _ in ordered]
+    split: dict[str, list[float]] = {"drawing": [], "idle": []}
+    for point in history:
+        latest = bisect.bisect_right(times, point.at) - 1
+        if point.p95_ms is None or point.users == 0 or latest < 0:
+            continue
+        split["drawing" if ordered[latest][2] > 0 else "idle"].append(point.p95_ms)
+    return {
+        name: {
+            "seconds": len(values),
+            "median_ms": _quantile(values, 0.5),
+            "max_ms": max(values, default=None),
+        }
+        for name, values in split.items()
+    }
+
+
 def _quantile(values: list[float], fraction: float) -> float | None:
     """Nearest-rank quantile of a few values (the comics' times)."""
     if not values:
@@ -235,9 +260,11 @@ def build_report(
     histograms: Mapping[str, Mapping],
     comics: list[dict],
     queue_text: str = "",
+    history: list[HistoryPoint] | None = None,
     capacity: dict | None = None,
 ) -> dict:
     endpoints, total = read_stats(stats_text, failures_text)
+    samples = read_queue(queue_text) if queue_text else []
     report = {
         "users": users,
         "seconds": round(seconds),
@@ -249,7 +276,8 @@ def build_report(
             "pages": group_figures(histograms, endpoints, PAGE_SITES),
         },
         "errors": other_failures(failures_text)[:20] if failures_text else [],
-        "queue": queue_figures(read_queue(queue_text) if queue_text else [], started),
+        "queue": queue_figures(samples, started),
+        "drawing": drawing_figures(history or [], samples),
         "comics": comic_figures(comics, started),
     }
     if capacity is not None:
@@ -354,6 +382,14 @@ def markdown(report: dict) -> str:
         f"({_seconds(queue['max_waiting_at_s'])} after the start), "
         f"{_cell(queue['last_waiting'])} at the last sample; every sample is in queue.csv",
     ]
+    drawing, idle = report["drawing"]["drawing"], report["drawing"]["idle"]
+    if drawing["seconds"] or idle["seconds"]:
+        lines.append(
+            "- every request's p95 of the last 10 s, a point a second: while the workers "
+            f"drew ({drawing['seconds']} s) median {_cell(drawing['median_ms'])} ms, at most "
+            f"{_cell(drawing['max_ms'])} ms; with no job drawing ({idle['seconds']} s) "
+            f"median {_cell(idle['median_ms'])} ms, at most {_cell(idle['max_ms'])} ms"
+        )
     if report["errors"]:
         lines += ["", "## Errors (429s apart)", "", "| method | endpoint | error | count |"]
         lines.append("|---|---|---|--:|")

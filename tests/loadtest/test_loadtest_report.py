@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from morpheus_loadtest.report import (
     RATE_LIMITED,
+    HistoryPoint,
     build_report,
     comic_figures,
+    drawing_figures,
     markdown,
     queue_figures,
     read_history,
@@ -94,6 +96,41 @@ def test_queue_figures():
     assert figures["last_waiting"] == 0
     assert figures["samples"][1] == [5.0, 7, 2]
     assert queue_figures([], 0)["max_waiting"] is None
+
+
+def test_drawing_figures_split_the_p95_by_what_the_workers_did():
+    """Each point takes the queue's latest sample at or before it: from 1005 to 1014 jobs
+    were active, before and after none. Points with no users or no p95 are left out."""
+    history = [
+        HistoryPoint(at=1000.0, users=0, p95_ms=None, rps=0.0),
+        HistoryPoint(at=1002.0, users=5, p95_ms=40, rps=3.0),
+        HistoryPoint(at=1005.0, users=5, p95_ms=300, rps=3.0),
+        HistoryPoint(at=1007.0, users=5, p95_ms=500, rps=3.0),
+        HistoryPoint(at=1012.0, users=5, p95_ms=200, rps=3.0),
+        HistoryPoint(at=1016.0, users=5, p95_ms=60, rps=3.0),
+        HistoryPoint(at=1017.0, users=5, p95_ms=None, rps=3.0),
+    ]
+    samples = [(1015.0, 0, 0), (1000.0, 0, 0), (1005.0, 7, 2), (1010.0, 3, 2)]
+    figures = drawing_figures(history, samples)
+    assert figures["drawing"] == {"seconds": 3, "median_ms": 300, "max_ms": 500}
+    assert figures["idle"] == {"seconds": 2, "median_ms": 40, "max_ms": 60}
+    # A point before the first sample cannot be placed.
+    assert drawing_figures(history[1:2], [(1003.0, 0, 1)])["drawing"]["seconds"] == 0
+    assert drawing_figures([], []) == {
+        "drawing": {"seconds": 0, "median_ms": None, "max_ms": None},
+        "idle": {"seconds": 0, "median_ms": None, "max_ms": None},
+    }
+
+
+def test_the_report_says_the_p95_while_the_workers_drew():
+    found = report(history=read_history(HISTORY))
+    # The history's one point with users (1001, p95 150 ms) follows the idle sample at 1000.
+    assert found["drawing"]["idle"] == {"seconds": 1, "median_ms": 150, "max_ms": 150}
+    assert (
+        "while the workers drew (0 s) median n/a ms, at most n/a ms; with no job drawing "
+        "(1 s) median 150 ms, at most 150 ms" in markdown(found)
+    )
+    assert "while the workers drew" not in markdown(report())
 
 
 def test_comic_figures_when_every_comic_finished():
