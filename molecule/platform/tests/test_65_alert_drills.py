@@ -108,32 +108,37 @@ def with_for(text: str, alertnames: set[str], seconds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def durations(host, alertnames: set[str]) -> dict[str, float]:
-    """The `for` of each alert in `alertnames`, as Prometheus evaluates it now."""
+def alert_rules(host, alertnames: set[str]) -> list[tuple[str, str, float]]:
+    """(file, name, `for` in seconds) of each alert in `alertnames`, as Prometheus
+    evaluates it now."""
     groups = prometheus_api(host, "/api/v1/rules?type=alert")["groups"]
-    return {r["name"]: r["duration"] for g in groups for r in g["rules"] if r["name"] in alertnames}
+    return [
+        (g["file"], r["name"], r["duration"])
+        for g in groups
+        for r in g["rules"]
+        if r["name"] in alertnames
+    ]
 
 
-def run(host, command: str) -> None:
-    done = host.run(command)
-    assert done.rc == 0, f"{command}: {done.stderr}"
+def durations(host, alertnames: set[str]) -> dict[str, float]:
+    return {name: seconds for _, name, seconds in alert_rules(host, alertnames)}
 
 
 @contextlib.contextmanager
 def drill_for(host, *alertnames: str):
     """The drilled rules with a `for` of DRILL_FOR seconds, then their own again."""
     names = set(alertnames)
-    groups = prometheus_api(host, "/api/v1/rules?type=alert")["groups"]
-    files = {g["file"] for g in groups for r in g["rules"] if r["name"] in names}
-    own = durations(host, names)
+    rules = alert_rules(host, names)
+    files = {path for path, _, _ in rules}
+    own = {name: seconds for _, name, seconds in rules}
     assert set(own) == names, f"no such rules: {names - set(own)}"
-    run(host, f"mkdir -p {RULES_COPY} && cp -p {' '.join(files)} {RULES_COPY}/")
+    host.check_output(f"mkdir -p {RULES_COPY} && cp -p {' '.join(files)} {RULES_COPY}/")
     try:
         for path in files:
-            text = with_for(host.run(f"cat {path}").stdout, names, DRILL_FOR)
+            text = with_for(host.check_output(f"cat {path}"), names, DRILL_FOR)
             # Rewritten in place: the file keeps its owner and mode.
-            run(host, f"cat > {path} <<'EOF'\n{text}EOF")
-        run(host, "systemctl reload prometheus")
+            host.check_output(f"cat > {path} <<'EOF'\n{text}EOF")
+        host.check_output("systemctl reload prometheus")
         wait_for(
             f"the drill's `for` of {DRILL_FOR} s",
             lambda: durations(host, names) == dict.fromkeys(names, DRILL_FOR),
@@ -142,8 +147,8 @@ def drill_for(host, *alertnames: str):
         yield own
     finally:
         for path in files:
-            run(host, f"cat {RULES_COPY}/{Path(path).name} > {path}")
-        run(host, f"rm -r {RULES_COPY} && systemctl reload prometheus")
+            host.check_output(f"cat {RULES_COPY}/{Path(path).name} > {path}")
+        host.check_output(f"rm -r {RULES_COPY} && systemctl reload prometheus")
     wait_for("the rules' own `for`", lambda: durations(host, names) == own, 30)
 
 
