@@ -214,6 +214,12 @@ def test_the_autoscaler_runs_with_its_settings(host):
     assert "password" not in config.content_string
     checked = host.run(f"/usr/local/sbin/{UNIT} --check-config {CONFIG}")
     assert checked.rc == 0, checked.stderr
+    # Its figures reach the node exporter's folder, which the exporters' role made after
+    # the agent first started: written within the last rounds, and its rounds succeed.
+    figures = host.file(settings(host)["textfile"])
+    assert figures.exists, "the autoscaler has written no figures (see its journal)"
+    assert time.time() - figures.mtime.timestamp() < 30
+    assert "morpheus_worker_autoscaler_up 1" in figures.content_string
 
 
 @pytest.mark.parametrize(
