@@ -143,7 +143,9 @@ def test_health_check_fails_with_one_line_when_nothing_answers(image: str) -> No
         "--entrypoint", "python3", image, "-m", "morpheus.healthcheck", check=False,
     )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.startswith(f"healthcheck: http://{bind}/health/live: ConnectError")
+    assert result.stderr.startswith(
+        f"healthcheck: http://{bind}/health/live: ConnectionRefusedError"
+    )
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
