@@ -69,6 +69,9 @@ def ansible_playbook(
         # Each task's time, beside the converge's (MORPHEUS_TASK_TIMES, make test-times).
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,task_times",
         "ANSIBLE_CALLBACK_PLUGINS": str(PROJECT / "molecule" / "shared" / "callback_plugins"),
+        # As the converge runs: each host's tasks through one interpreter (Mitogen).
+        "ANSIBLE_STRATEGY_PLUGINS": str(PROJECT / "molecule" / "shared" / "strategy_plugins"),
+        "ANSIBLE_STRATEGY": "mitogen_linear",
     }
     with tempfile.TemporaryDirectory(prefix="morpheus-runner-") as private:
         sources = [inventory]
