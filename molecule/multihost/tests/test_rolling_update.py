@@ -1,10 +1,16 @@
 """Rolling update and rollback across the hosts, under HTTPS load through the edge: the
 two api hosts switch one at a time (each on every edge host), then the worker host.
-Release B is this tree with a marker line more, built by the release role."""
+Release B is this tree with a marker line more, built by the release role. B's workers
+draw each panel in 1.5 s at least (the local provider's panel time), so that the
+rollback finds a comic in the middle of its work: B's worker finishes it while A's
+takes the next."""
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from comics import FINISHED, Submitter, comic_states
 from conftest import PROJECT, ansible_playbook, instance
 from edge_load import EdgeLoad, summary
 from rolling import assert_switched, deploy_under_load, marked_release, note
@@ -47,12 +53,63 @@ def playbook(name, extra_vars=None):
     return ansible_playbook(PROJECT / "playbooks" / name, extra_vars, timeout=1500)
 
 
+# The settings B runs with: the worker host's, 1.5 s a panel, and a job may take five
+# minutes (its drain 330 s, Docker's stop 360 s), so that a long comic is still drawing
+# when the rollback's worker rollout starts, and its drain is bounded by B's own
+# timeouts, not by A's shorter ones.
+SLOW_PANELS = {
+    "morpheus_app_env": {
+        "MORPHEUS_RECONCILER_INTERVAL_SECONDS": "10",
+        "MORPHEUS_RECONCILER_GRACE_SECONDS": "15",
+        "MORPHEUS_LOCAL_PANEL_SECONDS": "1.5",
+    },
+    "worker_job_timeout": 300,
+    "worker_shutdown_grace": 330,
+    "worker_stop_timeout": 360,
+}
+# 60 panels: about 90 s of drawing at 1.5 s a panel.
+LONG_NOVEL = "Chapter 1\n\n" + "\n\n".join(
+    f"The keeper climbed stair number {n} of the lighthouse at dusk. "
+    f'"The lamp must burn tonight," she said to the gull number {n}.'
+    for n in range(1, 31)
+)
+OLD_WORKER_LOG = "/root/old-worker.log"
+
+
+def wait_for(what: str, check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+
+
+def finished(ids: list[str]) -> dict[str, tuple[str, int]] | None:
+    """The comics' states once every one has ended."""
+    states = comic_states(ids)
+    return states if all(status in FINISHED for status, _ in states.values()) else None
+
+
+def live_slot(name: str) -> str:
+    return instance(name).file("/var/lib/morpheus/backend/live-slot").content_string.strip()
+
+
+@pytest.fixture()
+def submitter():
+    comics = Submitter()
+    yield comics
+    comics.clean()
+
+
 def test_rolling_update_switches_one_api_host_at_a_time_under_load(host, releases, load):
     release_a, release_b, tree = releases
     seconds, report, output = deploy_under_load(
         load,
         lambda: playbook(
-            "rolling_update.yml", {"release": release_b, "release_build_source_dir": str(tree)}
+            "rolling_update.yml",
+            {"release": release_b, "release_build_source_dir": str(tree), **SLOW_PANELS},
         ),
     )
     note(
@@ -70,9 +127,55 @@ def test_rolling_update_switches_one_api_host_at_a_time_under_load(host, release
         assert live.linked_to == f"/etc/nginx/morpheus/upstreams/{name}.{slot}.conf"
 
 
-def test_rollback_goes_back_across_the_hosts_under_load(host, releases, load):
+def test_rollback_goes_back_across_the_hosts_under_load_and_lets_old_workers_finish(
+    host, releases, load, submitter
+):
+    """The rollback switches the api hosts back to A, then replaces B's worker (slow
+    panels) with A's: a comic B's worker is drawing when the worker rollout starts
+    (submitted once the last api host has switched) completes there, once; a comic
+    queued while the old worker drains is taken by the new one."""
     release_a, release_b, _ = releases
-    seconds, report, _ = deploy_under_load(load, lambda: playbook("rollback.yml"))
+    worker = instance(WORKER_HOST)
+    old_worker = running(WORKER_HOST, "morpheus-worker-0")
+    # The old worker's log, kept past its removal, says which comics it finished.
+    worker.run(f"rm -f {OLD_WORKER_LOG}")
+    followed = worker.run(
+        f"systemd-run --unit=morpheus-old-worker-log --collect sh -c "
+        f"'docker logs -f {old_worker['Id']} > {OLD_WORKER_LOG} 2>&1'"
+    )
+    assert followed.rc == 0, followed.stderr
+    last_api = list(API_HOSTS)[-1]
+    slot = live_slot(last_api)
+    with ThreadPoolExecutor(1) as pool:
+        rollback = pool.submit(deploy_under_load, load, lambda: playbook("rollback.yml"))
+        wait_for(f"{last_api}'s switch to A", lambda: live_slot(last_api) != slot, 600)
+        [drawn] = submitter.submit(1, "Drawn by the old worker", LONG_NOVEL)
+        wait_for("the comic's drawing", lambda: comic_states([drawn])[drawn][0] == "running")
+        # The new worker runs and the old one drains (it says so once it has stopped
+        # taking jobs): queue another.
+        wait_for(
+            "the old worker's drain",
+            lambda: '"draining"' in worker.file(OLD_WORKER_LOG).content_string,
+            timeout=300,
+        )
+        [queued] = submitter.submit(1, "Queued during the drain", LONG_NOVEL)
+        seconds, report, output = rollback.result(timeout=1500)
     note("multihost", f"rollback {release_b} -> {release_a}: {seconds:.0f} s; {summary(report)}")
     assert_switched(report, release_b, release_a)
     assert releases_now() == {release_a}
+    assert "morpheus-worker-0: drained in" in output
+    started = time.monotonic()
+    outcome = wait_for("both comics' end", lambda: finished([drawn, queued]), timeout=240)
+    assert outcome == {drawn: ("completed", 1), queued: ("completed", 1)}, outcome
+    drained = worker.file(OLD_WORKER_LOG).content_string.splitlines()
+    # The old worker was drawing it when told to drain, and finished it there.
+    assert any(drawn in line for line in drained if '"draining"' in line), drained[-20:]
+    assert any(drawn in line for line in drained if "comic completed" in line), drained[-20:]
+    assert not any(queued in line for line in drained), drained[-20:]
+    worker.run(f"rm -f {OLD_WORKER_LOG}")
+    note(
+        "multihost",
+        f"worker rollout: the comic {release_b}'s worker was drawing completed there at "
+        f"attempt 1; the one queued in the drain went to {release_a}'s, both done "
+        f"{time.monotonic() - started:.0f} s after the rollback",
+    )

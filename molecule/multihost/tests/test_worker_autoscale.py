@@ -10,35 +10,17 @@ removes its comics and API keys. Figures go to .cache/reports/drills.txt."""
 
 import json
 import math
-import os
 import time
-import uuid
 
 import pytest
-from conftest import PROJECT, ansible_playbook, assert_service_up, instance
-from testinfra.utils.ansible_runner import AnsibleRunner
+from comics import WORKER_HOST, Submitter, comic_states
+from conftest import PROJECT, ansible_playbook, assert_service_up
 
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
-
-
-def _group(name: str, default: str) -> str:
-    return (AnsibleRunner(INVENTORY).get_hosts(name) if INVENTORY else [default])[0]
-
-
-WORKER_HOST = _group("workers", "morpheus-mh-worker")
-API_HOST = _group("api", "morpheus-mh-api-1")
-DB_HOST = _group("postgres", "morpheus-mh-db")
 testinfra_hosts = [WORKER_HOST]
 
 UNIT = "morpheus-worker-autoscaler"
 CONFIG = "/etc/morpheus/worker-autoscaler.conf"
-BACKEND = "morpheus-backend-0"
 TEMPLATE = "morpheus-worker-0"
-AUTH_FILE = "/root/autoscale-drill-authorization"
-BODY_FILE = "/root/autoscale-drill-novel.json"
-API_NAME = "api.morpheus.localhost"
-# The service takes 20 novels an hour from one key.
-PER_KEY = 20
 BACKLOG = 24
 TRICKLE = 12
 NOVEL = "\n\n".join(
@@ -74,80 +56,10 @@ def workers(host, present: bool = False) -> list[str]:
     return sorted(out.split())
 
 
-def sql(query: str) -> str:
-    db = instance(DB_HOST)
-    out = db.run(
-        f"runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d morpheus -c {json.dumps(query)}"
-    )
-    assert out.rc == 0, out.stderr
-    return out.stdout.strip()
-
-
-def comic_states(ids: list[str]) -> dict[str, tuple[str, int]]:
-    if not ids:
-        return {}
-    listed = ",".join(f"'{i}'" for i in ids)
-    rows = sql(f"SELECT id, status, attempts FROM comics WHERE id IN ({listed})")
-    found = {}
-    for row in rows.splitlines():
-        comic, status, attempts = row.split("|")
-        found[comic] = (status, int(attempts))
-    return found
-
-
 def journal_since(host, since: float) -> list[str]:
     return host.check_output(
         f"journalctl -u {UNIT} --no-pager -o cat --since @{since:.0f}"
     ).splitlines()
-
-
-class Submitter:
-    """Comics through one API host's backend, straight to its serving slot (the edge
-    allows 6 submissions a minute per address), with fresh keys in a root-only file."""
-
-    def __init__(self) -> None:
-        self.api = instance(API_HOST)
-        address = self.api.ansible.get_variables()["morpheus_private_address"]
-        slot = self.api.file("/var/lib/morpheus/backend/live-slot").content_string.strip()
-        self.url = f"http://{address}:{ {'blue': 8000, 'green': 8100}[slot] }/v1/comics"
-        self.keys: list[str] = []
-        self.ids: list[str] = []
-
-    def _key(self) -> str:
-        if len(self.ids) >= PER_KEY * len(self.keys):
-            name = f"autoscale-drill-{uuid.uuid4().hex[:8]}"
-            created = self.api.run(f"docker exec {BACKEND} morpheus create-api-key {name}")
-            assert created.rc == 0, created.stderr
-            key = created.stdout.strip().splitlines()[-1]
-            self.api.run(f"umask 077 && printf 'Authorization: Bearer %s\\n' '{key}' > {AUTH_FILE}")
-            self.keys.append(name)
-        return self.keys[-1]
-
-    def submit(self, count: int) -> None:
-        """`count` comics, as fast as the backend takes them (one loop on the API host)."""
-        body = json.dumps({"title": "Autoscale drill", "text": NOVEL})
-        self.api.run(f"cat > {BODY_FILE} <<'EOF'\n{body}\nEOF")
-        while count > 0:
-            self._key()
-            batch = min(count, PER_KEY * len(self.keys) - len(self.ids))
-            answer = self.api.run(
-                f"for i in $(seq {batch}); do curl -sS -m 30 -H 'Host: {API_NAME}' -H @{AUTH_FILE} "
-                f"-H 'Content-Type: application/json' --data-binary @{BODY_FILE} "
-                f"-w '\\n%{{http_code}}\\n' {self.url}; done"
-            )
-            lines = answer.stdout.splitlines()
-            assert len(lines) == 2 * batch, f"{answer.stdout} {answer.stderr}"
-            for text, code in zip(lines[::2], lines[1::2], strict=True):
-                assert code == "202", f"submission answered {code}: {text}"
-                self.ids.append(json.loads(text)["id"])
-            count -= batch
-
-    def clean(self) -> None:
-        for comic in self.ids:
-            self.api.run(f"docker exec {BACKEND} morpheus delete-comic {comic}")
-        for name in self.keys:
-            self.api.run(f"docker exec {BACKEND} morpheus revoke-api-key {name}")
-        self.api.run(f"rm -f {AUTH_FILE} {BODY_FILE}")
 
 
 @pytest.fixture()
@@ -263,7 +175,7 @@ def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once
     started_at = time.time()
 
     started = time.monotonic()
-    submitter.submit(BACKLOG)
+    submitter.submit(BACKLOG, "Autoscale drill", NOVEL)
     out_after = wait_for_count(host, high, 60)
     scaled_out = time.monotonic() - started
 
@@ -292,7 +204,7 @@ def test_a_backlog_scales_out_to_the_maximum_and_back_with_every_comic_done_once
     # A trickle keeps jobs running when the cooldown ends: the scale-in drains workers
     # that may hold one.
     for _ in range(TRICKLE):
-        submitter.submit(1)
+        submitter.submit(1, "Autoscale drill", NOVEL)
         time.sleep(2)
     back_after = wait_for_count(host, low, cooldown + 180, present=True)
     scaled_in = time.monotonic() - started

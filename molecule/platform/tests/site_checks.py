@@ -3,7 +3,7 @@ addresses, and the ways they reach it (playbooks, docker docker_inspect, SQL as 
 
 The modules run in the order of their names, on one converge: the converged state
 (10), the smoke test (20), monitoring and the dashboards' queries (25, 26), fault drills
-that break a service and restore it (50), the rolling update and rollback (60), alert
+that break a service and restore it (50), broken releases refused and undone (60), alert
 drills (65), a short load test (70), check mode proving that nothing drifted (80),
 secrets (85), Lynis (87), and refusals of bad input (90)."""
 
