@@ -39,8 +39,8 @@ def test_long_stages_start_first_and_short_ones_last():
     assert [s.name for s in runner.longest_first(planned)] == [
         "molecule:platform",
         "molecule:multihost",
-        "molecule:edge",
         "molecule:data",
+        "molecule:edge",
         "app",
         "molecule:common",
         "molecule:nginx",
