@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shlex
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,19 @@ def instance(name: str):
     return testinfra.get_host(
         f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
     )
+
+
+def wait_for(what: str, check, timeout: float = 90.0, interval: float = 2.0):
+    """Call `check()` until it returns something true, and return that. On timeout the
+    failure shows `check(last=True)` when `check` takes that argument (what it saw)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            takes_last = "last" in inspect.signature(check).parameters
+            seen = f": {check(last=True)}" if takes_last else ""
+            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s{seen}")
+        time.sleep(interval)
+    return value
 
 
 def journal(host, unit: str, lines: int = 50) -> str:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from comics import FINISHED, Submitter, comic_states
-from conftest import PROJECT, ansible_playbook, instance
+from conftest import PROJECT, ansible_playbook, instance, wait_for
 from edge_load import EdgeLoad, summary
 from rolling import assert_switched, deploy_under_load, marked_release, note
 from test_multihost import API_HOSTS, DOMAIN, ROOT_CA
@@ -53,20 +53,20 @@ def playbook(name, extra_vars=None):
     return ansible_playbook(PROJECT / "playbooks" / name, extra_vars, timeout=1500)
 
 
-# The settings B runs with: the worker host's, 1.5 s a panel, and a job may take five
-# minutes (its drain 330 s, Docker's stop 360 s), so that a long comic is still drawing
-# when the rollback's worker rollout starts, and its drain is bounded by B's own
-# timeouts, not by A's shorter ones.
-SLOW_PANELS = {
-    "morpheus_app_env": {
-        "MORPHEUS_RECONCILER_INTERVAL_SECONDS": "10",
-        "MORPHEUS_RECONCILER_GRACE_SECONDS": "15",
-        "MORPHEUS_LOCAL_PANEL_SECONDS": "1.5",
-    },
-    "worker_job_timeout": 300,
-    "worker_shutdown_grace": 330,
-    "worker_stop_timeout": 360,
-}
+def slow_panels() -> dict:
+    """The settings B runs with: the worker host's own, with 1.5 s a panel, and a job may
+    take five minutes (its drain 330 s, Docker's stop 360 s), so that a long comic is
+    still drawing when the rollback's worker rollout starts, and its drain is bounded by
+    B's own timeouts, not by A's shorter ones."""
+    env = instance(WORKER_HOST).ansible.get_variables()["morpheus_app_env"]
+    return {
+        "morpheus_app_env": {**env, "MORPHEUS_LOCAL_PANEL_SECONDS": "1.5"},
+        "worker_job_timeout": 300,
+        "worker_shutdown_grace": 330,
+        "worker_stop_timeout": 360,
+    }
+
+
 # 60 panels: about 90 s of drawing at 1.5 s a panel.
 LONG_NOVEL = "Chapter 1\n\n" + "\n\n".join(
     f"The keeper climbed stair number {n} of the lighthouse at dusk. "
@@ -74,16 +74,6 @@ LONG_NOVEL = "Chapter 1\n\n" + "\n\n".join(
     for n in range(1, 31)
 )
 OLD_WORKER_LOG = "/root/old-worker.log"
-
-
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
 
 
 def finished(ids: list[str]) -> dict[str, tuple[str, int]] | None:
@@ -109,7 +99,7 @@ def test_rolling_update_switches_one_api_host_at_a_time_under_load(host, release
         load,
         lambda: playbook(
             "rolling_update.yml",
-            {"release": release_b, "release_build_source_dir": str(tree), **SLOW_PANELS},
+            {"release": release_b, "release_build_source_dir": str(tree), **slow_panels()},
         ),
     )
     note(
@@ -122,7 +112,7 @@ def test_rolling_update_switches_one_api_host_at_a_time_under_load(host, release
     first = output.index("PLAY [API hosts, batch by batch]")
     assert output.index("morpheus-mh-api-1", first) < output.index("morpheus-mh-api-2", first)
     for name in API_HOSTS:
-        slot = instance(name).file("/var/lib/morpheus/backend/live-slot").content_string.strip()
+        slot = live_slot(name)
         live = host.file(f"/etc/nginx/morpheus/upstreams/live/{name}.conf")
         assert live.linked_to == f"/etc/nginx/morpheus/upstreams/{name}.{slot}.conf"
 
@@ -148,15 +138,21 @@ def test_rollback_goes_back_across_the_hosts_under_load_and_lets_old_workers_fin
     slot = live_slot(last_api)
     with ThreadPoolExecutor(1) as pool:
         rollback = pool.submit(deploy_under_load, load, lambda: playbook("rollback.yml"))
-        wait_for(f"{last_api}'s switch to A", lambda: live_slot(last_api) != slot, 600)
+        wait_for(f"{last_api}'s switch to A", lambda: live_slot(last_api) != slot, 600, 0.5)
         [drawn] = submitter.submit(1, "Drawn by the old worker", LONG_NOVEL)
-        wait_for("the comic's drawing", lambda: comic_states([drawn])[drawn][0] == "running")
+        wait_for(
+            "the comic's drawing",
+            lambda: comic_states([drawn])[drawn][0] == "running",
+            120,
+            0.5,
+        )
         # The new worker runs and the old one drains (it says so once it has stopped
         # taking jobs): queue another.
         wait_for(
             "the old worker's drain",
             lambda: '"draining"' in worker.file(OLD_WORKER_LOG).content_string,
             timeout=300,
+            interval=0.5,
         )
         [queued] = submitter.submit(1, "Queued during the drain", LONG_NOVEL)
         seconds, report, output = rollback.result(timeout=1500)
@@ -165,7 +161,9 @@ def test_rollback_goes_back_across_the_hosts_under_load_and_lets_old_workers_fin
     assert releases_now() == {release_a}
     assert "morpheus-worker-0: drained in" in output
     started = time.monotonic()
-    outcome = wait_for("both comics' end", lambda: finished([drawn, queued]), timeout=240)
+    outcome = wait_for(
+        "both comics' end", lambda: finished([drawn, queued]), timeout=240, interval=0.5
+    )
     assert outcome == {drawn: ("completed", 1), queued: ("completed", 1)}, outcome
     drained = worker.file(OLD_WORKER_LOG).content_string.splitlines()
     # The old worker was drawing it when told to drain, and finished it there.

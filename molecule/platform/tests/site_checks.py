@@ -8,7 +8,6 @@ drills (65), a short load test (70), check mode proving that nothing drifted (80
 secrets (85), Lynis (87), and refusals of bad input (90)."""
 
 import contextlib
-import inspect
 import json
 import os
 import time
@@ -92,19 +91,6 @@ def promql_batch(host, exprs: list[str], timeout: float = 10) -> list[dict]:
     answers = json.loads(out.stdout)
     assert len(answers) == len(exprs), answers
     return answers
-
-
-def wait_for(what: str, check, timeout: float = 90.0, interval: float = 2.0):
-    """Call `check()` until it returns something true, and return that. On timeout the
-    failure shows `check(last=True)` when `check` takes that argument (what it saw)."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            takes_last = "last" in inspect.signature(check).parameters
-            seen = f": {check(last=True)}" if takes_last else ""
-            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s{seen}")
-        time.sleep(interval)
-    return value
 
 
 def release_id(host):

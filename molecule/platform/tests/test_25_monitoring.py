@@ -7,8 +7,8 @@ import socket
 import urllib.request
 
 import pytest
-from conftest import assert_service_up
-from site_checks import ADDRESS, prometheus_api, promql, wait_for
+from conftest import assert_service_up, wait_for
+from site_checks import ADDRESS, prometheus_api, promql
 
 # Jobs whose every target must answer. The service's own jobs list both deploy slots,
 # of which only the serving one runs: at least one of their targets must answer.

@@ -25,14 +25,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, wait_for
 from site_checks import (
     DOMAIN,
     drill_key,
     prometheus_api,
     promql,
     submit,
-    wait_for,
     wait_until_finished,
 )
 
