@@ -200,7 +200,10 @@ def test_restore_drill(host):
     dropped = host.run("runuser -u postgres -- dropdb --force morpheus")
     assert dropped.rc == 0, dropped.stderr
     assert _redis(host, REDIS_ADMIN, "FLUSHALL").stdout.strip() == "OK"
-    assert _app_sql(host, "SELECT 1").rc != 0
+    # Asked of PostgreSQL itself: through PgBouncer, a login to a database that is gone
+    # waits out query_wait_timeout (two minutes) before it fails.
+    gone = host.run("runuser -u postgres -- psql -X -At -d morpheus -c 'SELECT 1'")
+    assert gone.rc != 0 and 'database "morpheus" does not exist' in gone.stderr, gone.stderr
     assert _queue(host) == []
 
     # 4. Without confirmation the restore refuses and says what to pass.
