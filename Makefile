@@ -16,7 +16,7 @@ setup: ## install everything the project needs (idempotent)
 test: ## every test: lint, unit, service, every Molecule scenario
 	@$(BIN)/python scripts/test
 
-test-times: ## the 20 slowest Ansible tasks and the 20 slowest tests of the last run
+test-times: ## the 20 slowest Ansible tasks, tests and test commands of the last run
 	@$(BIN)/python scripts/test --times
 
 up: ## the whole platform locally: make up [LAYOUT=multihost]

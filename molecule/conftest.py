@@ -14,9 +14,54 @@ from pathlib import Path
 import ansible_runner
 import pytest
 import testinfra
+import testinfra.host
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
+# Where each command a test runs on an instance, and each playbook it runs, goes with its
+# time when it took SLOW_SECONDS or more: one JSON line each (scripts/test names the file
+# per scenario; `make test-times` lists the slowest). A test's time says little of where
+# it went; a command that waited two minutes for a timeout says it all.
+COMMAND_TIMES = os.environ.get("MORPHEUS_COMMAND_TIMES")
+SLOW_SECONDS = 1.0
+_current_test = {"id": "(before the first test)"}
+
+
+def record_time(what: str, seconds: float) -> None:
+    if COMMAND_TIMES and seconds >= SLOW_SECONDS:
+        line = {"test": _current_test["id"], "command": what, "seconds": round(seconds, 2)}
+        with open(COMMAND_TIMES, "a") as out:
+            out.write(json.dumps(line) + "\n")
+
+
+def pytest_configure(config):
+    """Time every command run through a testinfra host (Host.run is what its modules and
+    the tests call), when scripts/test asks for the figures."""
+    if not COMMAND_TIMES:
+        return
+    Path(COMMAND_TIMES).parent.mkdir(parents=True, exist_ok=True)
+    run = testinfra.host.Host.run
+    if getattr(run, "timed", False):
+        return
+
+    def timed(self, command, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return run(self, command, *args, **kwargs)
+        finally:
+            shown = command % tuple(shlex.quote(str(a)) for a in args) if args else command
+            record_time(f"{self.backend.hostname}: {shown}", time.monotonic() - started)
+
+    timed.timed = True
+    testinfra.host.Host.run = timed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """The test whose setup, call or teardown runs the commands timed meanwhile (its
+    module's fixtures included, which set up with it)."""
+    _current_test["id"] = item.nodeid
+    yield
 
 
 def instance(name: str):
@@ -88,6 +133,7 @@ def ansible_playbook(
         "ANSIBLE_STRATEGY_PLUGINS": str(PROJECT / "molecule" / "shared" / "strategy_plugins"),
         "ANSIBLE_STRATEGY": "mitogen_linear",
     }
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="morpheus-runner-") as private:
         sources = [inventory]
         if inventory_vars:
@@ -110,6 +156,7 @@ def ansible_playbook(
             quiet=True,
         )
         output = runner.stdout.read()
+    record_time(f"ansible-playbook {playbook.name}", time.monotonic() - started)
     if runner.status == "timeout":
         pytest.fail(f"{playbook.name} ran past {timeout} s:\n{output[-3000:]}")
     output = output.replace('\\"', '"')

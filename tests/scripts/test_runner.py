@@ -157,3 +157,21 @@ def test_busy_share_between_two_readings():
     assert runner.busy_share((160, 1000), (160, 1000)) is None
     assert runner.cpu_text(0.754) == "CPU 75% busy"
     assert runner.cpu_text(None) == ""
+
+
+def test_slowest_commands_come_from_every_scenario_slowest_first(tmp_path):
+    (tmp_path / "data.jsonl").write_text(
+        '{"test": "tests/test_data.py::test_restore_drill[x]", "command": "morpheus-data: '
+        'psql -c \\"SELECT 1\\"", "seconds": 120.2}\n'
+        '{"test": "tests/test_data.py::test_a", "command": "ansible-playbook restore.yml",'
+        ' "seconds": 8.6}\n'
+        '{"test": "cut by a killed run'
+    )
+    (tmp_path / "platform.jsonl").write_text(
+        '{"test": "tests/test_70_load.py::test_b", "command": "morpheus-platform: lynis",'
+        ' "seconds": 60.1}\n'
+    )
+    assert runner.slowest_commands(tmp_path, count=2) == [
+        (120.2, 'data: test_data.py::test_restore_drill[x]: morpheus-data: psql -c "SELECT 1"'),
+        (60.1, "platform: test_70_load.py::test_b: morpheus-platform: lynis"),
+    ]
