@@ -1,6 +1,6 @@
 """A short load test, as an operator runs one: scripts/loadtest against this scenario's
-instance (its inventory, its Docker network, Pebble's root to verify the edge), 20
-users for half a minute, each from its own address and with its own API key, the
+instance (its inventory, its Docker network, Pebble's root to verify the edge), 10
+users for 20 seconds, each from its own address and with its own API key, the
 production limits on. It must end with no error and no 429, every comic it submitted completed,
 its report written, its keys revoked and its comics deleted. No latency is asserted:
 the figures come from `make loadtest` on a quiet machine (loadtest/README.md). The run
@@ -17,8 +17,8 @@ from site_checks import ROOT_CA, sql
 
 NETWORK = "morpheus-molecule-platform"  # molecule.yml
 RESULTS = PROJECT / ".cache" / "reports" / "loadtest"
-USERS = 20
-SECONDS = 30
+USERS = 10
+SECONDS = 20
 
 
 def test_a_short_load_test_ends_without_errors_and_leaves_nothing(host, tmp_path):
