@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 COMMAND_TIMES = os.environ.get("MORPHEUS_COMMAND_TIMES")
 SLOW_SECONDS = 1.0
 _current_test = {"id": "(before the first test)"}
+_nested = threading.local()
 
 
 def record_time(what: str, seconds: float) -> None:
@@ -45,10 +47,16 @@ def pytest_configure(config):
         return
 
     def timed(self, command, *args, **kwargs):
+        # The Ansible backend runs a command through a host of the connection's own
+        # backend (Docker's), so calls nest: the outermost one is timed.
+        if getattr(_nested, "running", False):
+            return run(self, command, *args, **kwargs)
+        _nested.running = True
         started = time.monotonic()
         try:
             return run(self, command, *args, **kwargs)
         finally:
+            _nested.running = False
             shown = command % tuple(shlex.quote(str(a)) for a in args) if args else command
             record_time(f"{self.backend.hostname}: {shown}", time.monotonic() - started)
 
