@@ -1,6 +1,9 @@
 """Unit tests of scripts/test: the summary counts, the order stages start in, and the
 CPU figures."""
 
+import signal
+import time
+
 import pytest
 from test_harness import load
 
@@ -175,3 +178,37 @@ def test_slowest_commands_come_from_every_scenario_slowest_first(tmp_path):
         (120.2, 'data: test_data.py::test_restore_drill[x]: morpheus-data: psql -c "SELECT 1"'),
         (60.1, "platform: test_70_load.py::test_b: morpheus-platform: lynis"),
     ]
+
+
+def test_background_stages_run_beside_the_others_in_a_session_of_their_own(tmp_path, logs):
+    """The background stage waits for a file the foreground one writes (so they run at
+    once), and records its session and its autogroup's niceness."""
+    background = _stage(
+        "unit",
+        "for i in $(seq 100); do [ -e ready ] && break; sleep 0.1; done; [ -e ready ] || exit 1;"
+        " ps -o sid= -p $$ > sid; cat /proc/self/autogroup > group 2>/dev/null; echo $$ > pid",
+        tmp_path,
+    )
+    foreground = _stage("molecule:a", "touch ready", tmp_path)
+    lane = runner.start_background([background])
+    runner.run_stage(foreground)
+    lane.join(timeout=30)
+    assert background.ok and foreground.ok and background.background
+    assert int((tmp_path / "sid").read_text()) == int((tmp_path / "pid").read_text())
+    group = (tmp_path / "group").read_text()
+    if group:  # kernels with autogroups (sched_autogroup_enabled) say their niceness
+        assert group.split()[-1] == str(runner.BACKGROUND_NICENESS), group
+
+
+def test_an_interrupted_run_ends_what_the_background_still_runs(tmp_path, logs):
+    stage = _stage("lint", "sleep 60", tmp_path)
+    lane = runner.start_background([stage])
+    for _ in range(100):
+        if runner._background:
+            break
+        time.sleep(0.05)
+    (process,) = runner._background
+    runner.end_background()
+    lane.join(timeout=10)
+    assert not lane.is_alive() and process.returncode == -signal.SIGTERM
+    assert not stage.ok
