@@ -2,10 +2,12 @@
 
 import importlib.machinery
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +77,20 @@ def test_clean_removes_only_the_images_the_harness_builds():
     listed = ["morpheus/app:1a2b3c4d5e6f", "morpheus/debian:bookworm", "morpheus/systemd:bookworm"]
     assert harness.own_images(listed) == ["morpheus/systemd:bookworm", "morpheus/debian:bookworm"]
     assert harness.own_images(["morpheus/app:1a2b3c4d5e6f"]) == []
+
+
+def test_the_fleet_image_has_the_common_roles_packages_but_the_kernel_owned_ones():
+    """images/fleet/packages is what the common role installs on every host with its
+    defaults (common_packages, the hardening packages and the ones its task names),
+    without auditd and acct: a package the role no longer installs must not stay in the
+    multihost instances, where it would hide the change."""
+    defaults = yaml.safe_load((ROOT / "roles/common/defaults/main.yml").read_text())
+    tasks = yaml.safe_load((ROOT / "roles/common/tasks/install.yml").read_text())
+    (install,) = [t for t in tasks if t.get("name") == "Install the base packages"]
+    named = re.findall(r"'([a-z0-9][a-z0-9.+-]*)'", install["ansible.builtin.apt"]["name"])
+    assert "auditd" in named and "acct" in named, named
+    role = {*defaults["common_packages"], *defaults["common_hardening_packages"], *named}
+    assert defaults["common_extra_packages"] == []
+    image = (ROOT / "images/fleet/packages").read_text().split()
+    assert len(image) == len(set(image))
+    assert set(image) == role - {"auditd", "acct"}
