@@ -171,12 +171,16 @@ def test_slowest_commands_come_from_every_scenario_slowest_first(tmp_path):
         '{"test": "cut by a killed run'
     )
     (tmp_path / "platform.jsonl").write_text(
-        '{"test": "tests/test_70_load.py::test_b", "command": "morpheus-platform: lynis",'
-        ' "seconds": 60.1}\n'
+        '{"test": "molecule/platform/tests/test_70_load.py::test_b[ansible://morpheus-platform]",'
+        ' "command": "morpheus-platform: lynis", "seconds": 60.1}\n'
     )
     assert runner.slowest_commands(tmp_path, count=2) == [
         (120.2, 'data: test_data.py::test_restore_drill[x]: morpheus-data: psql -c "SELECT 1"'),
-        (60.1, "platform: test_70_load.py::test_b: morpheus-platform: lynis"),
+        (
+            60.1,
+            "platform: test_70_load.py::test_b[ansible://morpheus-platform]: "
+            "morpheus-platform: lynis",
+        ),
     ]
 
 
