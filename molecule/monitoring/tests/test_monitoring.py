@@ -3,10 +3,9 @@ loaded, a broken rule file refused with nothing changed, and an alert drill thro
 webhook receiver (the delay of each notification printed)."""
 
 import json
-import time
 
 import pytest
-from conftest import PROJECT, ansible_playbook, assert_service_up, scenario_file
+from conftest import PROJECT, ansible_playbook, assert_service_up, scenario_file, wait_for
 
 PROMETHEUS = "http://127.0.0.1:9090"
 POSTS = "/var/lib/drill-webhook.jsonl"
@@ -19,17 +18,6 @@ def _get(host, url: str) -> dict:
     )
     assert out.rc == 0, f"{url}: {out.stderr}"
     return json.loads(out.stdout)
-
-
-def _wait(what: str, check, timeout: float = 90.0, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(every)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +49,7 @@ def test_every_target_is_up(host):
         health = {t["labels"]["job"]: t["health"] for t in targets}
         return health if set(health) == expected and set(health.values()) == {"up"} else None
 
-    health = _wait("every target up", all_up, timeout=60)
+    health = wait_for("every target up", all_up, timeout=60, interval=1)
     assert health == dict.fromkeys(expected, "up")
     # The probed name resolves through the role's block in /etc/hosts alone.
     probe = _get(host, f"{PROMETHEUS}/api/v1/query?query=probe_success")["data"]["result"]
@@ -141,11 +129,15 @@ def test_alert_drill_reaches_the_webhook_and_resolves(host):
     stopped = float(host.run("date +%s.%N").stdout)
     host.run("systemctl stop prometheus-node-exporter")
     try:
-        fired = _wait("the firing notification", lambda: _drill_post(host, "firing", stopped))
+        fired = wait_for(
+            "the firing notification", lambda: _drill_post(host, "firing", stopped), interval=1
+        )
     finally:
         started = float(host.run("date +%s.%N").stdout)
         host.run("systemctl start prometheus-node-exporter")
-    resolved = _wait("the resolved notification", lambda: _drill_post(host, "resolved", started))
+    resolved = wait_for(
+        "the resolved notification", lambda: _drill_post(host, "resolved", started), interval=1
+    )
     alert = fired["body"]["alerts"][0]
     assert alert["labels"]["severity"] == "page"
     assert alert["labels"]["host"] == "morpheus-monitoring"
