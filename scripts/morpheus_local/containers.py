@@ -14,7 +14,9 @@ from .network import NETWORK
 from .output import say
 from .ports import check_ports_free
 
-IMAGE = "morpheus/systemd:bookworm"
+# Debian 12 with systemd and the common role's packages already installed
+# (images/fleet/, built by `scripts/harness`): the role still runs and finds them there.
+IMAGE = "morpheus/fleet:bookworm"
 SHARED_STORAGE = "morpheus-local-storage"
 SHARED_STORAGE_PATH = "/var/lib/morpheus/storage"
 SHARED_STORAGE_GROUPS = ("api", "workers")

@@ -40,7 +40,7 @@ def test_container_args_of_the_single_host(inventories):
     host = inventory.hosts[0]
     args = containers.run_args(inventory, host, "single", DEFAULT_PORTS)
     assert args[:2] == ["run", "--detach"]
-    assert args[-2:] == ["morpheus/systemd:bookworm", "/lib/systemd/systemd"]
+    assert args[-2:] == ["morpheus/fleet:bookworm", "/lib/systemd/systemd"]
     assert pairs(args, "--name") == pairs(args, "--hostname") == ["morpheus-local"]
     assert set(pairs(args, "--cap-add")) == CAPS
     assert not any(a.startswith("--privileged") or a == "--cap-add=ALL" for a in args)
@@ -209,7 +209,7 @@ def test_a_failed_docker_run_names_the_image_and_the_address(inventories, fake_d
     fake_docker({"run --detach": (125, "", "Address already in use")})
     with pytest.raises(LocalError, match="Address already in use") as caught:
         containers.ensure_containers(inventories["single"], "single", DEFAULT_PORTS, {})
-    assert "morpheus/systemd:bookworm" in caught.value.hint
+    assert "morpheus/fleet:bookworm" in caught.value.hint
     assert "172.30.10.10" in caught.value.hint
 
 
