@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test test-times up down status loadtest loadtest-capacity lint unit app-test molecule molecule-all harness lock clean
+.PHONY: help setup test test-no-drills test-times up down status loadtest loadtest-capacity lint unit app-test molecule molecule-all harness lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ setup: ## install everything the project needs (idempotent)
 
 test: ## every test: lint, unit, service, every Molecule scenario
 	@$(BIN)/python scripts/test
+
+test-no-drills: ## every test but the scenarios' drills (faults, alerts, rolling updates, load...)
+	@$(BIN)/python scripts/test --no-drills
 
 test-times: ## the 20 slowest Ansible tasks, tests and test commands of the last run
 	@$(BIN)/python scripts/test --times

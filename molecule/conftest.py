@@ -37,8 +37,14 @@ def record_time(what: str, seconds: float) -> None:
 
 
 def pytest_configure(config):
-    """Time every command run through a testinfra host (Host.run is what its modules and
-    the tests call), when scripts/test asks for the figures."""
+    """Register the scenarios' marker, and time every command run through a testinfra
+    host (Host.run is what its modules and the tests call) when scripts/test asks for
+    the figures."""
+    config.addinivalue_line(
+        "markers",
+        "drill: breaks, loads, updates or audits the converged platform and leaves it as"
+        " it found it, minutes a module (`scripts/test --no-drills` leaves them out)",
+    )
     if not COMMAND_TIMES:
         return
     Path(COMMAND_TIMES).parent.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,10 @@ def test_junit_counts_of_a_missing_report_is_zero(tmp_path):
     assert runner.junit_counts(tmp_path / "absent.xml") == (0, 0, 0)
 
 
-def test_long_stages_start_first_and_short_ones_last():
+def test_long_stages_start_first_and_the_others_keep_their_order():
     planned = [
         runner.Stage(name, [])
         for name in (
-            "lint",
-            "unit",
             "app",
             "molecule:common",
             "molecule:data",
@@ -47,9 +45,21 @@ def test_long_stages_start_first_and_short_ones_last():
         "app",
         "molecule:common",
         "molecule:nginx",
-        "unit",
-        "lint",
     ]
+
+
+def test_no_drills_deselects_the_drill_modules_in_the_scenarios_only(monkeypatch):
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--maxfail=3")
+    stages = {s.name: s for s in runner.plan({"unit", "molecule"}, ["redis", "data"], False)}
+    assert "PYTEST_ADDOPTS" not in stages["unit"].env
+    for name in ("molecule:redis", "molecule:data"):
+        assert stages[name].env["PYTEST_ADDOPTS"] == "--maxfail=3 -m 'not drill'"
+
+
+def test_the_drills_run_unless_left_out(monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    (stage,) = runner.plan({"molecule"}, ["platform"])
+    assert "PYTEST_ADDOPTS" not in stage.env
 
 
 def test_every_molecule_scenario_is_found(tmp_path, monkeypatch):

@@ -4,10 +4,13 @@ the read-only PgBouncer database that serves from it, and what it refuses."""
 import shlex
 import time
 
+import pytest
 from conftest import PROJECT, ansible_playbook, instance
 from figures import say
 from pg import APP_PASSWORD, psql
 from promql import query, value, wait_for
+
+pytestmark = pytest.mark.drill
 
 testinfra_hosts = ["morpheus-data"]
 

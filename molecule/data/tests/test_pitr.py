@@ -15,6 +15,8 @@ from conftest import PROJECT, ansible_playbook
 from figures import say
 from pg import UNIT, psql
 
+pytestmark = pytest.mark.drill
+
 testinfra_hosts = ["morpheus-data"]
 
 STANZA = "morpheus"

@@ -9,10 +9,13 @@ with promtool (tests/test_alert_rules.py).
 
 import time
 
+import pytest
 from conftest import instance
 from figures import say
 from pg import psql
 from promql import alert, value, wait_for
+
+pytestmark = pytest.mark.drill
 
 testinfra_hosts = ["morpheus-data"]
 

@@ -11,9 +11,12 @@ import re
 import shlex
 import time
 
+import pytest
 from conftest import PROJECT, ansible_playbook, instance
 from figures import say
 from pg import APP_PASSWORD, UNIT, failover, psql
+
+pytestmark = pytest.mark.drill
 
 testinfra_hosts = ["morpheus-data"]
 

@@ -14,10 +14,13 @@ import shlex
 import subprocess
 import time
 
+import pytest
 from conftest import instance
 from figures import say
 from pg import APP_PASSWORD, UNIT, failover, psql
 from promql import alert, value, wait_for
+
+pytestmark = pytest.mark.drill
 
 testinfra_hosts = ["morpheus-data"]
 

@@ -16,6 +16,8 @@ from edge_load import EdgeLoad, summary
 from rolling import assert_switched, deploy_under_load, marked_release, note
 from test_multihost import API_HOSTS, DOMAIN, ROOT_CA
 
+pytestmark = pytest.mark.drill
+
 testinfra_hosts = ["morpheus-mh-edge"]
 NAMES = [f"app.{DOMAIN}", f"dashboard.{DOMAIN}", f"api.{DOMAIN}"]
 BACKEND = "morpheus-backend-0"

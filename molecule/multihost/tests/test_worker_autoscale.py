@@ -16,6 +16,8 @@ import pytest
 from comics import WORKER_HOST, Submitter, comic_states
 from conftest import PROJECT, ansible_playbook, assert_service_up
 
+pytestmark = pytest.mark.drill
+
 testinfra_hosts = [WORKER_HOST]
 
 UNIT = "morpheus-worker-autoscaler"

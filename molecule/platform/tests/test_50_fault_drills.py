@@ -29,6 +29,8 @@ from site_checks import (
     wait_until_finished,
 )
 
+pytestmark = pytest.mark.drill
+
 FILES = Path(__file__).resolve().parent.parent / "files"
 REDIS_ADMIN = ("admin", "local-only-redis-admin")  # test-only value (inventories/local)
 

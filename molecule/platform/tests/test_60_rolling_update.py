@@ -14,6 +14,8 @@ from rolling import deploy_under_load
 from rolling import note as report_line
 from site_checks import BACKEND, NAMES, ROOT_CA, docker_inspect, playbook, release_id
 
+pytestmark = pytest.mark.drill
+
 INSTANCE = "morpheus-platform"
 
 

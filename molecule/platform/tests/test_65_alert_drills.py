@@ -35,6 +35,8 @@ from site_checks import (
     wait_until_finished,
 )
 
+pytestmark = pytest.mark.drill
+
 WEBHOOK = Path(__file__).resolve().parent.parent.parent / "monitoring" / "files" / "webhook.py"
 POSTS = "/root/drill-webhook.jsonl"
 FIGURES = PROJECT / ".cache" / "reports" / "drills.txt"

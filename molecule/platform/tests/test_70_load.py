@@ -12,8 +12,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT
 from site_checks import ROOT_CA, sql
+
+pytestmark = pytest.mark.drill
 
 NETWORK = "morpheus-molecule-platform"  # molecule.yml
 RESULTS = PROJECT / ".cache" / "reports" / "loadtest"

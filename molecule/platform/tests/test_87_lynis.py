@@ -8,7 +8,10 @@ from the same roles scores higher than this instance."""
 
 import time
 
+import pytest
 from conftest import PROJECT
+
+pytestmark = pytest.mark.drill
 
 MINIMUM_INDEX = 80
 REPORT = PROJECT / ".cache" / "reports" / "lynis-platform.txt"
